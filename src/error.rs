@@ -1,0 +1,124 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in `softmask`, each variant naming the problem.
+///
+/// Inputs are checked at the crate's boundary, before burn sees them, so a bad
+/// corpus, id, shape or file gives one of these instead of a panic deep in a kernel.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The corpus holds no tokens at all.
+    #[error("empty corpus: it holds no tokens")]
+    EmptyCorpus,
+
+    /// The corpus is shorter than one chunk and padding was not asked for.
+    #[error(
+        "corpus too short: {tokens} tokens do not fill one chunk of {max_seq_length} \
+         (ask for padding to keep a short corpus)"
+    )]
+    CorpusTooShort {
+        /// Tokens in the whole corpus.
+        tokens: usize,
+        /// The requested chunk length.
+        max_seq_length: usize,
+    },
+
+    /// A size that must be positive is zero (`max_seq_length`, `batch_size`, a layer width…).
+    #[error("{what} must be at least 1, got 0")]
+    ZeroSize {
+        /// Which size.
+        what: &'static str,
+    },
+
+    /// A configuration value is out of its valid range.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+
+    /// A word that the vocabulary does not hold, with no unknown id to fall back on.
+    #[error("unknown word {word:?}: not in the vocabulary, and no unknown token is reserved")]
+    UnknownWord {
+        /// The word.
+        word: String,
+    },
+
+    /// A token id at or above the vocabulary size (or negative).
+    #[error("token id {id} is outside the vocabulary of {vocab_size} entries")]
+    TokenOutOfVocab {
+        /// The offending id.
+        id: i64,
+        /// The vocabulary (embedding table) size.
+        vocab_size: usize,
+    },
+
+    /// A tensor or list has the wrong shape.
+    #[error("shape mismatch for {what}: expected {expected}, got {actual}")]
+    ShapeMismatch {
+        /// What was checked.
+        what: String,
+        /// The expected shape, in words.
+        expected: String,
+        /// The shape received.
+        actual: String,
+    },
+
+    /// Importance (or gates) laid out for another model.
+    #[error("layout mismatch: {0}")]
+    LayoutMismatch(String),
+
+    /// An empty batch, or a batch whose examples disagree.
+    #[error("bad batch: {0}")]
+    BadBatch(String),
+
+    /// A dataset index past the end.
+    #[error("index {index} is out of range for a dataset of {len} examples")]
+    IndexOutOfRange {
+        /// The index asked for.
+        index: usize,
+        /// The dataset length.
+        len: usize,
+    },
+
+    /// A NaN or infinite value where a finite one is required.
+    #[error("non-finite value in {what}")]
+    NonFinite {
+        /// Where it was found (a gradient, an importance vector…).
+        what: String,
+    },
+
+    /// Reading or writing a file failed.
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file that exists but cannot be what it claims to be: truncated, corrupt, or of another format.
+    #[error("corrupt file {path}: {reason}")]
+    CorruptFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A tensor that a weights file must hold is missing from it.
+    #[error("missing tensor {name:?} in {path}")]
+    MissingTensor {
+        /// The tensor name.
+        name: String,
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// The model did not produce a gradient for something that needs one.
+    #[error("missing gradient: {0}")]
+    MissingGradient(String),
+}
+
+/// `Result` with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
