@@ -1,13 +1,78 @@
 //! Soft-masking for continual pre-training of language models, on burn.
+//!
+//! Keep pre-training a model on new domains without erasing what it already
+//! knew: estimate how important every unit (neuron, attention head) is, then
+//! damp the training of the important ones (DGA, arXiv 2301.08986; DAS,
+//! arXiv 2302.03241).
+//!
+//! The pipeline, one module per step:
+//!
+//! 1. [`tokenize`]: text to ids ([`Tokenizer`], [`WordTokenizer`]).
+//! 2. [`group`]: ids to fixed-length chunks ([`GroupedDataset`]), a burn `Dataset`.
+//! 3. [`batch`]: chunks to `[batch, seq]` tensors in a seeded order ([`TokenBatch`]).
+//! 4. [`model`]: a network with per-unit gates ([`SoftMaskNet`]; any model via [`SoftMaskable`]).
+//! 5. [`estimate`]: gate gradients of a [`proxy`] loss into [`Importance`].
+//! 6. [`mask`]: scale gradients ([`GradientSoftMasker`]) or updates ([`UpdateSoftMasker`]) by `1 - I`.
+//! 7. [`train`]: a burn optimizer with the mask around its step ([`SoftMaskedOptimizer`]).
+//!
+//! Nothing assumes a backend: tensors and modules carry none in burn 0.22, and
+//! the device picks it at run time. The cargo features `flex` and `ndarray`
+//! (both on by default) build burn's Flex and NdArray CPU backends.
+//!
+//! ```
+//! use burn::optim::{AdamConfig, GradientsParams};
+//! use burn::tensor::Device;
+//! use softmask::*;
+//!
+//! let device = Device::default().autodiff();
+//! let corpus = ["the food is always great here", "the staff is super and the food great"];
+//! let tokenizer = WordTokenizer::from_corpus(&corpus, UnknownWords::Error);
+//! let data = GroupedDataset::from_texts(&tokenizer, &corpus, &GroupConfig::new(4))?;
+//!
+//! let config = SoftMaskNetConfig::new().with_vocab_size(tokenizer.vocab_size());
+//! let mut model = config.init(&device)?;
+//! let proxy = KlToModel::new(config.init(&device)?);
+//! let mut estimator =
+//!     ImportanceEstimator::new(model.gate_layout(), Accumulation::PerBatch, GradientSign::Signed)?;
+//! for batch in data.batches(2, Shuffle::Seeded(0), Some(tokenizer.vocab_size()), &device)? {
+//!     estimator.step(&model, &batch?, &proxy)?;
+//! }
+//! let importance = estimator.finish(Normalization::Reference)?;
+//!
+//! let mut optim = SoftMaskedOptimizer::new(AdamConfig::new().init(), &importance, &model, MaskMode::Update)?;
+//! for batch in data.batches(2, Shuffle::Seeded(1), Some(tokenizer.vocab_size()), &device)? {
+//!     let batch = batch?;
+//!     let loss = binary_cross_entropy(model.forward(batch.input_ids, None)?, batch.labels);
+//!     let grads = GradientsParams::from_grads(loss.backward(), &model);
+//!     optim.step(0.003, &mut model, grads)?;
+//! }
+//! # Ok::<(), softmask::Error>(())
+//! ```
 #![deny(missing_docs)]
 
 pub mod batch;
 mod error;
+pub mod estimate;
+pub mod gates;
 pub mod group;
+pub mod importance;
 mod io;
+pub mod mask;
+pub mod model;
+pub mod proxy;
 pub mod tokenize;
+pub mod train;
 
 pub use batch::{Batches, Shuffle, TokenBatch, TokenBatcher};
 pub use error::{Error, Result};
+pub use estimate::{Accumulation, GradientSign, ImportanceEstimator, TokenCount};
+pub use gates::{GateLayout, GateSpec, Gates};
 pub use group::{Example, GroupConfig, GroupedDataset};
+pub use importance::{GateImportance, Importance, Normalization};
+pub use mask::{
+    Governed, GradientSoftMasker, Snapshot, SoftMaskable, UpdateSoftMasker, unit_movement,
+};
+pub use model::{Represent, SoftMaskNet, SoftMaskNetConfig};
+pub use proxy::{ImportanceProxy, KlToDropoutCopy, KlToModel, frozen, kl_over_sequence};
 pub use tokenize::{Tokenizer, UnknownWords, WordTokenizer, split_words};
+pub use train::{MaskMode, SoftMaskedOptimizer, binary_cross_entropy};

@@ -1,0 +1,146 @@
+//! Gates: per-unit multipliers on a model's gated layers.
+
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// One gate: a `[rows, units]` block of per-unit multipliers.
+///
+/// `rows` groups units that are normalised separately: 1 for a single dense
+/// layer (the notebook's `[1, 30]`), the number of layers for a stacked gate
+/// such as a transformer's heads `[layers, heads]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateSpec {
+    /// The gate's name, e.g. `"fc1"`.
+    pub name: String,
+    /// Rows, each normalised on its own.
+    pub rows: usize,
+    /// Units per row.
+    pub units: usize,
+}
+
+impl GateSpec {
+    /// A gate of `rows × units`.
+    pub fn new(name: impl Into<String>, rows: usize, units: usize) -> GateSpec {
+        GateSpec {
+            name: name.into(),
+            rows,
+            units,
+        }
+    }
+
+    /// Entries in the gate.
+    pub fn numel(&self) -> usize {
+        self.rows * self.units
+    }
+}
+
+/// The gates of a model, in a fixed order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateLayout {
+    specs: Vec<GateSpec>,
+}
+
+impl GateLayout {
+    /// A layout from its gates, in order.
+    pub fn new(specs: Vec<GateSpec>) -> GateLayout {
+        GateLayout { specs }
+    }
+
+    /// Checks that names are unique and every size is positive.
+    pub fn validate(&self) -> Result<()> {
+        let specs = &self.specs;
+        for (i, s) in specs.iter().enumerate() {
+            if s.rows == 0 || s.units == 0 {
+                return Err(Error::LayoutMismatch(format!(
+                    "gate {:?} has shape [{}, {}]: sizes must be positive",
+                    s.name, s.rows, s.units
+                )));
+            }
+            if specs[..i].iter().any(|o| o.name == s.name) {
+                return Err(Error::LayoutMismatch(format!(
+                    "gate name {:?} appears twice",
+                    s.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The gates, in order.
+    pub fn specs(&self) -> &[GateSpec] {
+        &self.specs
+    }
+
+    /// Number of gates.
+    pub fn len(&self) -> usize {
+        self.specs.len()
+    }
+
+    /// Whether the layout has no gate.
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+}
+
+/// Gate tensors, one `[rows, units]` tensor per gate of a [`GateLayout`].
+///
+/// Gates are plain tensors, not parameters: the optimizer and the records never see them.
+#[derive(Debug, Clone)]
+pub struct Gates {
+    tensors: Vec<Tensor<2>>,
+}
+
+impl Gates {
+    /// Gates of ones: the forward pass is unchanged.
+    pub fn ones(layout: &GateLayout, device: &Device) -> Gates {
+        Gates {
+            tensors: layout
+                .specs()
+                .iter()
+                .map(|s| Tensor::ones([s.rows, s.units], device))
+                .collect(),
+        }
+    }
+
+    /// Gates from given tensors, checked against `layout`.
+    pub fn from_tensors(tensors: Vec<Tensor<2>>, layout: &GateLayout) -> Result<Gates> {
+        let gates = Gates { tensors };
+        gates.check(layout)?;
+        Ok(gates)
+    }
+
+    /// Marks every gate as requiring a gradient (for importance estimation).
+    pub fn require_grad(self) -> Gates {
+        Gates {
+            tensors: self.tensors.into_iter().map(Tensor::require_grad).collect(),
+        }
+    }
+
+    /// The gate tensors, in layout order.
+    pub fn tensors(&self) -> &[Tensor<2>] {
+        &self.tensors
+    }
+
+    /// Checks the number of gates and their shapes against `layout`.
+    pub fn check(&self, layout: &GateLayout) -> Result<()> {
+        if self.tensors.len() != layout.len() {
+            return Err(Error::LayoutMismatch(format!(
+                "{} gate tensors for a layout of {} gates",
+                self.tensors.len(),
+                layout.len()
+            )));
+        }
+        for (t, s) in self.tensors.iter().zip(layout.specs()) {
+            if t.dims() != [s.rows, s.units] {
+                return Err(Error::ShapeMismatch {
+                    what: format!("gate {:?}", s.name),
+                    expected: format!("[{}, {}]", s.rows, s.units),
+                    actual: format!("{:?}", t.dims()),
+                });
+            }
+        }
+        Ok(())
+    }
+}

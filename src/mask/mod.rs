@@ -1,0 +1,298 @@
+//! Mask: soft-masking the training of the units that importance protects.
+//!
+//! A model tells the crate its gates and which parameters each gate governs
+//! ([`SoftMaskable`]); from that and an [`Importance`], one mechanism masks the
+//! gradients ([`GradientSoftMasker`]) or the updates ([`UpdateSoftMasker`]) of
+//! any model.
+//!
+//! # Which to use
+//!
+//! - **SGD** (with or without momentum): [`GradientSoftMasker`] scales each
+//!   step by `1 - I` as the method intends.
+//! - **Adam, AdamW** and other optimizers that divide by a running gradient
+//!   scale: use [`UpdateSoftMasker`]. A constant gradient scale cancels in
+//!   Adam's ratio of moments, so a gradient mask barely changes the update
+//!   (the example `continual_pretrain` measures it on the notebook).
+
+mod gradient;
+mod movement;
+mod update;
+
+pub use gradient::GradientSoftMasker;
+pub use movement::unit_movement;
+pub use update::{Snapshot, UpdateSoftMasker};
+
+use std::collections::HashMap;
+
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::{Error, GateLayout, Importance, Result};
+
+/// A model whose units carry gates: the one trait a model implements to use
+/// importance estimation and soft-masking.
+///
+/// # Example
+///
+/// A model with one gated dense layer of 3 units:
+///
+/// ```
+/// use burn::module::Module;
+/// use burn::nn::{Linear, LinearConfig};
+/// use softmask::{GateLayout, GateSpec, Governed, SoftMaskable};
+///
+/// #[derive(Module, Debug)]
+/// struct Tiny {
+///     fc: Linear,
+/// }
+///
+/// impl SoftMaskable for Tiny {
+///     fn gate_layout(&self) -> GateLayout {
+///         GateLayout::new(vec![GateSpec::new("fc", 1, 3)])
+///     }
+///     fn governed(&self) -> Vec<Governed> {
+///         // burn's Linear weight is [in, out]: units index axis 1.
+///         let mut g = vec![Governed::neurons(0, 0, self.fc.weight.id, 1)];
+///         if let Some(b) = &self.fc.bias {
+///             g.push(Governed::neurons(0, 0, b.id, 0));
+///         }
+///         g
+///     }
+/// }
+///
+/// let tiny = Tiny { fc: LinearConfig::new(2, 3).init(&Default::default()) };
+/// assert_eq!(tiny.governed().len(), 2);
+/// ```
+pub trait SoftMaskable {
+    /// The gates, in a fixed order, e.g. `fc1: [1, 30]`, `fc2: [1, 10]`, or a
+    /// transformer's `heads: [layers, heads]`.
+    fn gate_layout(&self) -> GateLayout;
+
+    /// For each gate row, the parameters its units feed and along which axis.
+    fn governed(&self) -> Vec<Governed>;
+}
+
+/// One parameter governed by one row of one gate.
+///
+/// Unit `u` of the row owns the `span` consecutive entries
+/// `u * span .. (u + 1) * span` of the parameter's `axis`, so
+/// `shape[axis] == units * span`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Governed {
+    /// Index of the gate in the model's [`GateLayout`].
+    pub gate: usize,
+    /// Row of that gate (the layer, for stacked gates).
+    pub row: usize,
+    /// The parameter.
+    pub param: ParamId,
+    /// The parameter axis that indexes units.
+    pub axis: usize,
+    /// Consecutive entries per unit: 1 for a neuron, `head_dim` for a head.
+    pub span: usize,
+}
+
+impl Governed {
+    /// A parameter whose `axis` has one entry per unit (a neuron).
+    pub fn neurons(gate: usize, row: usize, param: ParamId, axis: usize) -> Governed {
+        Governed {
+            gate,
+            row,
+            param,
+            axis,
+            span: 1,
+        }
+    }
+
+    /// A parameter whose `axis` has `span` consecutive entries per unit (an
+    /// attention head's `head_dim` block).
+    pub fn blocks(gate: usize, row: usize, param: ParamId, axis: usize, span: usize) -> Governed {
+        Governed {
+            gate,
+            row,
+            param,
+            axis,
+            span,
+        }
+    }
+}
+
+/// Per governed parameter, its `1 - I` vectors along their axes, on the
+/// gradient (non-autodiff) device.
+#[derive(Debug, Clone)]
+pub(crate) struct MaskPlan {
+    masks: HashMap<ParamId, Vec<(usize, Tensor<1>)>>,
+}
+
+/// Shapes and device of a model's float parameters.
+struct Shapes {
+    shapes: HashMap<ParamId, Vec<usize>>,
+    device: Option<Device>,
+}
+
+impl ModuleVisitor for Shapes {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.shapes
+            .insert(param.id, param.shape().dims::<D>().to_vec());
+        if self.device.is_none() {
+            self.device = Some(param.val().device().inner());
+        }
+    }
+}
+
+impl MaskPlan {
+    pub(crate) fn new<M: Module + SoftMaskable>(
+        importance: &Importance,
+        model: &M,
+    ) -> Result<MaskPlan> {
+        let layout: GateLayout = model.gate_layout();
+        layout.validate()?;
+        importance.check_layout(&layout)?;
+        importance.check_finite()?;
+        for g in importance.gates() {
+            if let Some((i, v)) = g
+                .values
+                .iter()
+                .enumerate()
+                .find(|(_, v)| !(0.0..=1.0).contains(*v))
+            {
+                return Err(Error::InvalidConfig(format!(
+                    "importance of gate {:?}, unit {i} is {v}: masks need normalised importance in [0, 1]",
+                    g.name
+                )));
+            }
+        }
+        let mut visitor = Shapes {
+            shapes: HashMap::new(),
+            device: None,
+        };
+        model.visit(&mut visitor);
+        let device = visitor
+            .device
+            .ok_or_else(|| Error::InvalidConfig("the model has no parameters".into()))?;
+        let mut masks: HashMap<ParamId, Vec<(usize, Tensor<1>)>> = HashMap::new();
+        for gov in model.governed() {
+            let spec = layout.specs().get(gov.gate).ok_or_else(|| {
+                Error::LayoutMismatch(format!(
+                    "a governed parameter names gate {}, the model has {}",
+                    gov.gate,
+                    layout.len()
+                ))
+            })?;
+            let imp = &importance.gates()[gov.gate];
+            if gov.row >= spec.rows || gov.span == 0 {
+                return Err(Error::LayoutMismatch(format!(
+                    "gate {:?}: governed row {} of {} with span {}",
+                    spec.name, gov.row, spec.rows, gov.span
+                )));
+            }
+            let shape = visitor.shapes.get(&gov.param).ok_or_else(|| {
+                Error::LayoutMismatch(format!(
+                    "gate {:?} governs parameter {}, which the model does not have",
+                    spec.name, gov.param
+                ))
+            })?;
+            if shape.get(gov.axis) != Some(&(spec.units * gov.span)) {
+                return Err(Error::ShapeMismatch {
+                    what: format!("parameter {} governed by gate {:?}", gov.param, spec.name),
+                    expected: format!(
+                        "axis {} of size {} units x {} span",
+                        gov.axis, spec.units, gov.span
+                    ),
+                    actual: format!("{shape:?}"),
+                });
+            }
+            let values: Vec<f32> = imp
+                .row(gov.row)
+                .iter()
+                .flat_map(|&i| std::iter::repeat_n(1.0 - i, gov.span))
+                .collect();
+            let n = values.len();
+            let mask = Tensor::<1>::from_data(TensorData::new(values, [n]), &device);
+            masks.entry(gov.param).or_default().push((gov.axis, mask));
+        }
+        Ok(MaskPlan { masks })
+    }
+
+    /// Whether `id` is governed.
+    pub(crate) fn governs(&self, id: &ParamId) -> bool {
+        self.masks.contains_key(id)
+    }
+
+    /// The mask of a governed parameter of shape `dims`, broadcastable to it.
+    pub(crate) fn mask<const D: usize>(&self, id: &ParamId, dims: [usize; D]) -> Option<Tensor<D>> {
+        let parts = self.masks.get(id)?;
+        parts
+            .iter()
+            .map(|(axis, m)| {
+                let mut shape = [1usize; D];
+                shape[*axis] = dims[*axis];
+                m.clone().reshape(shape)
+            })
+            .reduce(|a, b| a * b)
+    }
+
+    /// Fails with [`Error::NonFinite`] if a governed parameter's gradient holds
+    /// a NaN or infinity. One reduction per parameter and a single read-back.
+    pub(crate) fn check_gradients<M: Module>(
+        &self,
+        model: &M,
+        grads: &burn::optim::GradientsParams,
+    ) -> Result<()> {
+        struct Check<'a> {
+            plan: &'a MaskPlan,
+            grads: &'a burn::optim::GradientsParams,
+            acc: Option<Tensor<1>>,
+            bad: Vec<String>,
+            path: Vec<String>,
+            exact: bool,
+        }
+        impl ModuleVisitor for Check<'_> {
+            fn enter_module(&mut self, name: &str, _container: &str) {
+                self.path.push(name.to_string());
+            }
+            fn exit_module(&mut self, _name: &str, _container: &str) {
+                self.path.pop();
+            }
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                if !self.plan.governs(&param.id) {
+                    return;
+                }
+                if let Some(g) = self.grads.get::<D>(param.id) {
+                    // 0 * x is 0 for finite x and NaN for NaN or ±inf.
+                    let probe = g.mul_scalar(0.0).sum();
+                    if self.exact {
+                        if !probe.into_scalar::<f32>().is_finite() {
+                            self.bad.push(self.path.join("."));
+                        }
+                    } else {
+                        self.acc = Some(match self.acc.take() {
+                            Some(a) => a + probe,
+                            None => probe,
+                        });
+                    }
+                }
+            }
+        }
+        let mut check = Check {
+            plan: self,
+            grads,
+            acc: None,
+            bad: Vec::new(),
+            path: Vec::new(),
+            exact: false,
+        };
+        model.visit(&mut check);
+        let finite = check
+            .acc
+            .take()
+            .is_none_or(|a| a.into_scalar::<f32>().is_finite());
+        if finite {
+            return Ok(());
+        }
+        check.exact = true;
+        model.visit(&mut check);
+        Err(Error::NonFinite {
+            what: format!("gradient of {}", check.bad.join(", ")),
+        })
+    }
+}

@@ -1,0 +1,311 @@
+//! `SoftMaskNet`: the notebook's gated fully connected network.
+
+use std::path::Path;
+
+use burn::config::Config;
+use burn::module::{Module, Param};
+use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig};
+use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::io::{HostTensor, TensorFile, to_host};
+use crate::mask::{Governed, SoftMaskable};
+use crate::model::Represent;
+use crate::{Error, GateLayout, GateSpec, Gates, Result, TokenBatch};
+
+/// Configuration of [`SoftMaskNet`]; the defaults are the notebook's.
+#[derive(Config, Debug, PartialEq)]
+pub struct SoftMaskNetConfig {
+    /// Rows of the embedding table.
+    #[config(default = 300)]
+    pub vocab_size: usize,
+    /// Embedding width.
+    #[config(default = 50)]
+    pub embed_dim: usize,
+    /// Widths of the gated hidden layers, in order (`fc1`, `fc2`, …).
+    #[config(default = "vec![30, 10]")]
+    pub hidden: Vec<usize>,
+    /// Dropout after each hidden layer's ReLU.
+    #[config(default = 0.2)]
+    pub dropout: f64,
+}
+
+/// The notebook's network: embedding, gated dense layers with ReLU and dropout,
+/// and a head that averages over the sequence.
+///
+/// Each hidden layer `fc{i}` has a gate of shape `[1, width]` multiplied into
+/// its output before the ReLU: `relu(fc(x) * gate)`.
+///
+/// # Example
+///
+/// ```
+/// use burn::tensor::{Device, Int, Tensor};
+/// use softmask::{Gates, SoftMaskNetConfig, SoftMaskable};
+///
+/// let device = Device::default();
+/// let model = SoftMaskNetConfig::new().init(&device)?;
+/// let ids = Tensor::<2, Int>::from_data([[1, 2, 3], [4, 5, 6]], &device);
+///
+/// let score = model.forward(ids.clone(), None)?; // sigmoid score, [batch, 1]
+/// assert_eq!(score.dims(), [2, 1]);
+///
+/// let gates = Gates::ones(&model.gate_layout(), &device);
+/// let repr = model.forward_representation(ids, Some(&gates))?; // [batch, seq, 10]
+/// assert_eq!(repr.dims(), [2, 3, 10]);
+/// # Ok::<(), softmask::Error>(())
+/// ```
+#[derive(Module, Debug)]
+pub struct SoftMaskNet {
+    word_embeddings: Embedding,
+    hidden: Vec<Linear>,
+    head: Linear,
+    dropout: Dropout,
+}
+
+impl SoftMaskNetConfig {
+    /// Initialises the network, PyTorch's initialisation (embedding `N(0, 1)`,
+    /// dense weights and biases `U(-1/√fan_in, 1/√fan_in)`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ZeroSize`] for a zero size or no hidden layer,
+    /// [`Error::InvalidConfig`] for a dropout outside `[0, 1)`.
+    pub fn init(&self, device: &Device) -> Result<SoftMaskNet> {
+        if self.vocab_size == 0 {
+            return Err(Error::ZeroSize { what: "vocab_size" });
+        }
+        if self.embed_dim == 0 {
+            return Err(Error::ZeroSize { what: "embed_dim" });
+        }
+        if self.hidden.is_empty() || self.hidden.contains(&0) {
+            return Err(Error::ZeroSize {
+                what: "every hidden layer width (and the number of hidden layers)",
+            });
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::InvalidConfig(format!(
+                "dropout must lie in [0, 1), got {}",
+                self.dropout
+            )));
+        }
+        let mut d_in = self.embed_dim;
+        let mut hidden = Vec::with_capacity(self.hidden.len());
+        for &d_out in &self.hidden {
+            hidden.push(LinearConfig::new(d_in, d_out).init(device));
+            d_in = d_out;
+        }
+        Ok(SoftMaskNet {
+            word_embeddings: EmbeddingConfig::new(self.vocab_size, self.embed_dim).init(device),
+            hidden,
+            head: LinearConfig::new(d_in, 1).init(device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+        })
+    }
+}
+
+impl SoftMaskNet {
+    /// Rows of the embedding table.
+    pub fn vocab_size(&self) -> usize {
+        self.word_embeddings.weight.shape().dims::<2>()[0]
+    }
+
+    /// The representation after the last gated layer.
+    ///
+    /// # Arguments
+    ///
+    /// * `input_ids` - token ids, each in `[0, vocab_size)`.
+    /// * `gates` - one `[1, width]` gate per hidden layer, or `None` for no gating.
+    ///
+    /// # Shapes
+    ///
+    /// - input_ids: `[batch, seq]`
+    /// - output: `[batch, seq, hidden.last()]`
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TokenOutOfVocab`] for an id outside the table (checked before the
+    /// forward pass), [`Error::BadBatch`] for an empty batch, shape errors for
+    /// gates of another layout.
+    pub fn forward_representation(
+        &self,
+        input_ids: Tensor<2, Int>,
+        gates: Option<&Gates>,
+    ) -> Result<Tensor<3>> {
+        self.check_input(&input_ids, gates)?;
+        let mut x = self.word_embeddings.forward(input_ids);
+        for (i, fc) in self.hidden.iter().enumerate() {
+            let mut y = fc.forward(x);
+            if let Some(g) = gates.and_then(|g| g.tensors().get(i)) {
+                y = y * g.clone().unsqueeze::<3>();
+            }
+            x = self.dropout.forward(relu(y));
+        }
+        Ok(x)
+    }
+
+    /// The notebook's score: `sigmoid(mean_seq(head(representation)))`.
+    ///
+    /// # Shapes
+    ///
+    /// - input_ids: `[batch, seq]`
+    /// - output: `[batch, 1]`
+    pub fn forward(&self, input_ids: Tensor<2, Int>, gates: Option<&Gates>) -> Result<Tensor<2>> {
+        let x = self.forward_representation(input_ids, gates)?;
+        let [batch, _, _] = x.dims();
+        Ok(sigmoid(
+            self.head.forward(x).mean_dim(1).reshape([batch, 1]),
+        ))
+    }
+
+    fn check_input(&self, input_ids: &Tensor<2, Int>, gates: Option<&Gates>) -> Result<()> {
+        let [batch, seq] = input_ids.dims();
+        if batch == 0 || seq == 0 {
+            return Err(Error::BadBatch(format!(
+                "input ids of shape [{batch}, {seq}]"
+            )));
+        }
+        let vocab_size = self.vocab_size();
+        let (lo, hi) = (
+            input_ids.clone().min().into_scalar::<i64>(),
+            input_ids.clone().max().into_scalar::<i64>(),
+        );
+        if lo < 0 || hi >= vocab_size as i64 {
+            let id = if lo < 0 { lo } else { hi };
+            return Err(Error::TokenOutOfVocab { id, vocab_size });
+        }
+        if let Some(g) = gates {
+            g.check(&self.gate_layout())?;
+        }
+        Ok(())
+    }
+
+    /// Saves the weights as safetensors with the notebook's PyTorch names and
+    /// layouts (`word_embeddings.weight`, `fc1.weight` as `[out, in]`, `fc1.bias`,
+    /// …, `head.weight`, `head.bias`), atomically.
+    pub fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<()> {
+        let mut file = TensorFile::default();
+        let mut put = |name: String, t: HostTensor| {
+            file.tensors.insert(name, t);
+        };
+        put(
+            "word_embeddings.weight".into(),
+            host(&self.word_embeddings.weight)?,
+        );
+        for (name, fc) in self.linears() {
+            put(format!("{name}.weight"), host(&fc.weight)?.transposed());
+            if let Some(b) = &fc.bias {
+                put(format!("{name}.bias"), host(b)?);
+            }
+        }
+        file.save(path.as_ref())
+    }
+
+    /// Loads weights saved by [`save_safetensors`](Self::save_safetensors) or by
+    /// PyTorch (`safetensors.torch.save_file(model.state_dict())` with the
+    /// notebook's names). Parameter ids are kept, so optimizer state stays attached.
+    ///
+    /// All or nothing: on any error the model keeps its weights.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CorruptFile`] for a file that is not valid safetensors,
+    /// [`Error::MissingTensor`] and [`Error::ShapeMismatch`] for one that does
+    /// not match this network, [`Error::NonFinite`] for NaN or infinite weights.
+    pub fn load_safetensors(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        *self = self.clone().with_weights(path.as_ref())?;
+        Ok(())
+    }
+
+    fn with_weights(self, path: &Path) -> Result<SoftMaskNet> {
+        let mut file = TensorFile::load(path)?;
+        let names: Vec<String> = self.linears().map(|(n, _)| n).collect();
+        let emb = self.word_embeddings.weight.shape().dims::<2>();
+        let word_embeddings = Embedding {
+            weight: load(
+                self.word_embeddings.weight,
+                file.take("word_embeddings.weight", &emb, path)?,
+            ),
+        };
+        let mut linears = Vec::with_capacity(names.len());
+        for (name, fc) in names.iter().zip(self.hidden.into_iter().chain([self.head])) {
+            let [d_in, d_out] = fc.weight.shape().dims::<2>();
+            let weight = file.take(&format!("{name}.weight"), &[d_out, d_in], path)?;
+            let bias = match fc.bias {
+                Some(b) => Some(load(b, file.take(&format!("{name}.bias"), &[d_out], path)?)),
+                None => None,
+            };
+            linears.push(Linear {
+                weight: load(fc.weight, weight.transposed()),
+                bias,
+            });
+        }
+        let head = linears.pop().ok_or(Error::ZeroSize { what: "head" })?;
+        Ok(SoftMaskNet {
+            word_embeddings,
+            hidden: linears,
+            head,
+            dropout: self.dropout,
+        })
+    }
+
+    /// The dense layers with their PyTorch names: `fc1`, `fc2`, …, `head`.
+    fn linears(&self) -> impl Iterator<Item = (String, &Linear)> {
+        self.hidden
+            .iter()
+            .enumerate()
+            .map(|(i, fc)| (format!("fc{}", i + 1), fc))
+            .chain([("head".to_string(), &self.head)])
+    }
+}
+
+/// A parameter's values on the host.
+fn host<const D: usize>(param: &Param<Tensor<D>>) -> Result<HostTensor> {
+    to_host(param.val())
+}
+
+/// A parameter with new values (same id, device and gradient requirement).
+fn load<const D: usize>(param: Param<Tensor<D>>, t: HostTensor) -> Param<Tensor<D>> {
+    param.map(|old| {
+        let new = Tensor::<D>::from_data(TensorData::new(t.values, t.shape), &old.device());
+        if old.is_require_grad() {
+            new.require_grad()
+        } else {
+            new
+        }
+    })
+}
+
+impl SoftMaskable for SoftMaskNet {
+    fn gate_layout(&self) -> GateLayout {
+        GateLayout::new(
+            self.hidden
+                .iter()
+                .enumerate()
+                .map(|(i, fc)| {
+                    GateSpec::new(format!("fc{}", i + 1), 1, fc.weight.shape().dims::<2>()[1])
+                })
+                .collect(),
+        )
+    }
+
+    fn governed(&self) -> Vec<Governed> {
+        self.hidden
+            .iter()
+            .enumerate()
+            .flat_map(|(gate, fc)| {
+                let weight = Governed::neurons(gate, 0, fc.weight.id, 1);
+                let bias = fc
+                    .bias
+                    .as_ref()
+                    .map(|b| Governed::neurons(gate, 0, b.id, 0));
+                std::iter::once(weight).chain(bias)
+            })
+            .collect()
+    }
+}
+
+impl Represent<TokenBatch> for SoftMaskNet {
+    fn represent(&self, batch: &TokenBatch, gates: &Gates) -> Result<Tensor<3>> {
+        self.forward_representation(batch.input_ids.clone(), Some(gates))
+    }
+}

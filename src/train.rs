@@ -1,0 +1,123 @@
+//! Train: soft-masked optimizer steps and the notebook's loss.
+
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::Tensor;
+
+use crate::{GradientSoftMasker, Importance, Result, SoftMaskable, UpdateSoftMasker};
+
+/// Which soft-mask a [`SoftMaskedOptimizer`] applies. Always explicit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskMode {
+    /// Scale gradients by `1 - I` before the step (the notebook). Right for
+    /// SGD; cancelled by Adam and AdamW.
+    Gradient,
+    /// Scale the step itself: `theta_old + (1 - I) * (theta_new - theta_old)`.
+    /// Right for any optimizer, and the one to use with Adam or AdamW.
+    Update,
+}
+
+#[derive(Debug, Clone)]
+enum Masker {
+    Gradient(GradientSoftMasker),
+    Update(UpdateSoftMasker),
+}
+
+/// Any burn optimizer with a soft-mask around its step.
+///
+/// # Example
+///
+/// ```
+/// use burn::optim::{AdamConfig, GradientsParams};
+/// use burn::tensor::Device;
+/// use softmask::*;
+///
+/// let device = Device::default().autodiff();
+/// let mut model = SoftMaskNetConfig::new().init(&device)?;
+/// let importance = Importance::zeros(&model.gate_layout())?;
+/// let adam = AdamConfig::new().with_epsilon(1e-8).init();
+/// let mut optim = SoftMaskedOptimizer::new(adam, &importance, &model, MaskMode::Update)?;
+///
+/// let batch = TokenBatch::from_ids(&[vec![1, 2, 3]], &[1.0], &device)?;
+/// let loss = binary_cross_entropy(model.forward(batch.input_ids.clone(), None)?, batch.labels);
+/// let grads = GradientsParams::from_grads(loss.backward(), &model);
+/// optim.step(0.003, &mut model, grads)?;
+/// # Ok::<(), softmask::Error>(())
+/// ```
+pub struct SoftMaskedOptimizer {
+    optim: ModuleOptimizer,
+    masker: Masker,
+}
+
+impl SoftMaskedOptimizer {
+    /// Wraps `optim` with the soft-mask of `importance` for `model`, in `mode`.
+    pub fn new<M: Module + SoftMaskable>(
+        optim: ModuleOptimizer,
+        importance: &Importance,
+        model: &M,
+        mode: MaskMode,
+    ) -> Result<SoftMaskedOptimizer> {
+        let masker = match mode {
+            MaskMode::Gradient => Masker::Gradient(GradientSoftMasker::new(importance, model)?),
+            MaskMode::Update => Masker::Update(UpdateSoftMasker::new(importance, model)?),
+        };
+        Ok(SoftMaskedOptimizer { optim, masker })
+    }
+
+    /// The mode in force.
+    pub fn mode(&self) -> MaskMode {
+        match self.masker {
+            Masker::Gradient(_) => MaskMode::Gradient,
+            Masker::Update(_) => MaskMode::Update,
+        }
+    }
+
+    /// One soft-masked step at learning rate `lr`, updating `model` in place.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NonFinite`](crate::Error::NonFinite) for a NaN or infinite
+    /// governed gradient, detected before anything changes.
+    pub fn step<M: Module>(
+        &mut self,
+        lr: f64,
+        model: &mut M,
+        mut grads: GradientsParams,
+    ) -> Result<()> {
+        match &self.masker {
+            Masker::Gradient(m) => {
+                m.apply(model, &mut grads)?;
+                *model = self.optim.step(lr, model.clone(), grads);
+                Ok(())
+            }
+            Masker::Update(m) => m.step(&mut self.optim, lr, model, grads),
+        }
+    }
+
+    /// The wrapped optimizer (e.g. to save its state).
+    pub fn optimizer(&self) -> &ModuleOptimizer {
+        &self.optim
+    }
+}
+
+/// PyTorch's `BCELoss` (mean reduction, logs clamped at -100).
+///
+/// # Shapes
+///
+/// - probs, targets: `[batch, 1]`
+/// - output: `[1]`
+pub fn binary_cross_entropy(probs: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+    let log_p = probs.clone().log().clamp_min(-100.0);
+    let log_q = probs.neg().add_scalar(1.0).log().clamp_min(-100.0);
+    let pos = targets.clone() * log_p;
+    let neg = targets.neg().add_scalar(1.0) * log_q;
+    (pos + neg).mean().neg()
+}
+
+impl std::fmt::Debug for SoftMaskedOptimizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SoftMaskedOptimizer")
+            .field("mode", &self.mode())
+            .finish_non_exhaustive()
+    }
+}
