@@ -1,0 +1,451 @@
+//! Every bad input gets a typed error that names the problem, and nothing is lost.
+
+mod common;
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use common::*;
+use softmask::*;
+
+fn device() -> Device {
+    devices().remove(0).1
+}
+
+fn small_model(device: &Device) -> SoftMaskNet {
+    SoftMaskNetConfig::new()
+        .with_vocab_size(20)
+        .with_embed_dim(4)
+        .with_hidden(vec![3, 2])
+        .init(device)
+        .unwrap()
+}
+
+#[test]
+fn empty_corpus() {
+    let err = GroupedDataset::new(&[], &GroupConfig::new(4)).unwrap_err();
+    assert!(matches!(err, Error::EmptyCorpus), "{err}");
+    let tok = WordTokenizer::from_corpus(&["a"], UnknownWords::Error);
+    let err = GroupedDataset::from_texts(&tok, &["  \n\t", ""], &GroupConfig::new(4)).unwrap_err();
+    assert!(matches!(err, Error::EmptyCorpus), "{err}");
+    assert_eq!(err.to_string(), "empty corpus: it holds no tokens");
+}
+
+#[test]
+fn corpus_shorter_than_a_chunk() {
+    let err = GroupedDataset::new(&[vec![1, 2], vec![3]], &GroupConfig::new(4)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::CorpusTooShort {
+                tokens: 3,
+                max_seq_length: 4
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("3 tokens do not fill one chunk of 4")
+    );
+}
+
+#[test]
+fn zero_max_seq_length() {
+    let err = GroupedDataset::new(&[vec![1]], &GroupConfig::new(0)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ZeroSize {
+                what: "max_seq_length"
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn zero_batch_size() {
+    let data = GroupedDataset::new(&[vec![1, 2, 3, 4]], &GroupConfig::new(2)).unwrap();
+    let err = data
+        .batches(0, Shuffle::None, None, &device())
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, Error::ZeroSize { what: "batch_size" }),
+        "{err}"
+    );
+}
+
+#[test]
+fn empty_or_ragged_batch() {
+    let err = TokenBatch::from_ids(&[], &[], &device()).unwrap_err();
+    assert!(matches!(err, Error::BadBatch(_)), "{err}");
+    let err = TokenBatch::from_ids(&[vec![1, 2], vec![3]], &[0.0, 1.0], &device()).unwrap_err();
+    assert!(err.to_string().contains("example 1 has 1 tokens"), "{err}");
+}
+
+#[test]
+fn unknown_word_without_reserved_id() {
+    let tok = WordTokenizer::from_corpus(&["the food"], UnknownWords::Error);
+    let err = tok.encode("the chef").unwrap_err();
+    assert!(
+        matches!(&err, Error::UnknownWord { word } if word == "chef"),
+        "{err}"
+    );
+}
+
+#[test]
+fn token_id_at_or_above_the_vocabulary() {
+    let device = device();
+    // On the host, while batching.
+    let data = GroupedDataset::new(&[vec![1, 2, 20, 3]], &GroupConfig::new(2)).unwrap();
+    let first_bad = data
+        .batches(2, Shuffle::None, Some(20), &device)
+        .unwrap()
+        .find_map(Result::err)
+        .unwrap();
+    assert!(
+        matches!(
+            first_bad,
+            Error::TokenOutOfVocab {
+                id: 20,
+                vocab_size: 20
+            }
+        ),
+        "{first_bad}"
+    );
+    // On a tensor, before the forward pass.
+    let model = small_model(&device);
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![0i64, 19, 20], [1, 3]), &device);
+    let err = model.forward(ids, None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TokenOutOfVocab {
+                id: 20,
+                vocab_size: 20
+            }
+        ),
+        "{err}"
+    );
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![-1i64, 0], [1, 2]), &device);
+    let err = model.forward_representation(ids, None).unwrap_err();
+    assert!(
+        matches!(err, Error::TokenOutOfVocab { id: -1, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn gates_of_the_wrong_shape() {
+    let device = device();
+    let model = small_model(&device);
+    let other = GateLayout::new(vec![GateSpec::new("fc1", 1, 3), GateSpec::new("fc2", 1, 5)]);
+    let ids = Tensor::<2, Int>::from_data([[1, 2]], &device);
+    let err = model
+        .forward(ids, Some(&Gates::ones(&other, &device)))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::ShapeMismatch { what, .. } if what.contains("fc2")),
+        "{err}"
+    );
+}
+
+#[test]
+fn invalid_model_config() {
+    let device = device();
+    let err = SoftMaskNetConfig::new()
+        .with_dropout(1.0)
+        .init(&device)
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+    let err = SoftMaskNetConfig::new()
+        .with_hidden(vec![])
+        .init(&device)
+        .unwrap_err();
+    assert!(matches!(err, Error::ZeroSize { .. }), "{err}");
+    let err = SoftMaskNetConfig::new()
+        .with_hidden(vec![4, 0])
+        .init(&device)
+        .unwrap_err();
+    assert!(matches!(err, Error::ZeroSize { .. }), "{err}");
+}
+
+#[test]
+fn importance_whose_layer_sizes_do_not_match_the_model() {
+    let device = device();
+    let model = small_model(&device);
+    let wrong = GateLayout::new(vec![GateSpec::new("fc1", 1, 3), GateSpec::new("fc2", 1, 4)]);
+    let imp = Importance::zeros(&wrong).unwrap();
+    let err = GradientSoftMasker::new(&imp, &model).unwrap_err();
+    assert!(
+        matches!(&err, Error::LayoutMismatch(m) if m.contains("fc2")),
+        "{err}"
+    );
+    let err = UpdateSoftMasker::new(&imp, &model).unwrap_err();
+    assert!(matches!(err, Error::LayoutMismatch(_)), "{err}");
+    let err = Importance::new(&model.gate_layout(), vec![vec![0.0; 3]]).unwrap_err();
+    assert!(matches!(err, Error::LayoutMismatch(_)), "{err}");
+    let err = Importance::new(&model.gate_layout(), vec![vec![0.0; 3], vec![0.0; 3]]).unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+    let mut est =
+        ImportanceEstimator::new(wrong, Accumulation::PerBatch, GradientSign::Signed).unwrap();
+    let batch = TokenBatch::from_ids(&[vec![1, 2]], &[1.0], &device).unwrap();
+    let proxy = KlToModel::new(small_model(&device));
+    let err = est.step(&model, &batch, &proxy).unwrap_err();
+    assert!(matches!(err, Error::LayoutMismatch(_)), "{err}");
+    assert_eq!(est.tokens(), 0);
+}
+
+#[test]
+fn importance_outside_zero_one_is_refused_for_masks() {
+    let device = device();
+    let model = small_model(&device);
+    let imp = Importance::new(
+        &model.gate_layout(),
+        vec![vec![0.0, 1.5, 0.0], vec![0.0, 0.0]],
+    )
+    .unwrap();
+    let err = GradientSoftMasker::new(&imp, &model).unwrap_err();
+    assert!(err.to_string().contains("unit 1 is 1.5"), "{err}");
+}
+
+#[test]
+fn non_finite_importance() {
+    let device = device();
+    let model = small_model(&device);
+    let imp = Importance::new(
+        &model.gate_layout(),
+        vec![vec![0.0, f32::NAN, 0.0], vec![0.0, 0.0]],
+    )
+    .unwrap();
+    let err = imp.normalized(Normalization::Reference).unwrap_err();
+    assert!(
+        matches!(&err, Error::NonFinite { what } if what.contains("\"fc1\", unit 1")),
+        "{err}"
+    );
+    let err = GradientSoftMasker::new(&imp, &model).unwrap_err();
+    assert!(matches!(err, Error::NonFinite { .. }), "{err}");
+    let inf = Importance::new(
+        &model.gate_layout(),
+        vec![vec![0.0; 3], vec![f32::INFINITY, 0.0]],
+    )
+    .unwrap();
+    assert!(matches!(
+        Importance::max(&[inf.clone(), inf]),
+        Err(Error::NonFinite { .. })
+    ));
+}
+
+fn nan_gradient(model: &SoftMaskNet) -> GradientsParams {
+    let fc1 = model.governed()[0];
+    let inner = model.devices()[0].clone().inner();
+    let mut grads = GradientsParams::new();
+    let mut values = vec![0.5f32; 4 * 3];
+    values[7] = f32::NAN;
+    grads.register(
+        fc1.param,
+        Tensor::<2>::from_data(TensorData::new(values, [4, 3]), &inner),
+    );
+    grads
+}
+
+#[test]
+fn non_finite_gradient_leaves_gradients_and_model_untouched() {
+    let device = device();
+    let mut model = small_model(&device);
+    let imp = Importance::zeros(&model.gate_layout()).unwrap();
+    let masker = GradientSoftMasker::new(&imp, &model).unwrap();
+    let mut grads = nan_gradient(&model);
+    let err = masker.apply(&model, &mut grads).unwrap_err();
+    assert!(
+        matches!(&err, Error::NonFinite { what } if what.contains("hidden.0.weight")),
+        "{err}"
+    );
+    let kept = grads
+        .get::<2>(model.governed()[0].param)
+        .unwrap()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    assert_eq!(kept[0], 0.5);
+    assert!(kept[7].is_nan());
+
+    let dir = temp_dir("nan-step");
+    model
+        .save_safetensors(dir.join("before.safetensors"))
+        .unwrap();
+    for mode in [MaskMode::Gradient, MaskMode::Update] {
+        let mut optim =
+            SoftMaskedOptimizer::new(AdamConfig::new().init(), &imp, &model, mode).unwrap();
+        let grads = nan_gradient(&model);
+        let err = optim.step(0.1, &mut model, grads).unwrap_err();
+        assert!(matches!(err, Error::NonFinite { .. }), "{mode:?}: {err}");
+    }
+    model
+        .save_safetensors(dir.join("after.safetensors"))
+        .unwrap();
+    assert_eq!(
+        read_tensors(&dir.join("before.safetensors")),
+        read_tensors(&dir.join("after.safetensors"))
+    );
+    assert_eq!(model.devices().len(), 1);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn estimation_needs_an_autodiff_device() {
+    let inner = device().inner();
+    let model = small_model(&inner);
+    let proxy = KlToModel::new(small_model(&inner));
+    let batch = TokenBatch::from_ids(&[vec![1, 2]], &[1.0], &inner).unwrap();
+    let mut est = ImportanceEstimator::new(
+        model.gate_layout(),
+        Accumulation::PerBatch,
+        GradientSign::Signed,
+    )
+    .unwrap();
+    let err = est.step(&model, &batch, &proxy).unwrap_err();
+    assert!(err.to_string().contains("autodiff"), "{err}");
+}
+
+/// Writes `bytes` to a file and returns its path.
+fn file_with(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn truncated_or_corrupt_vocabulary_file() {
+    let dir = temp_dir("bad-vocab");
+    let tok = WordTokenizer::from_corpus(&["a b c"], UnknownWords::Reserve("<unk>".into()));
+    let good = dir.join("vocab.json");
+    tok.save(&good).unwrap();
+    assert_eq!(WordTokenizer::load(&good).unwrap(), tok);
+    let bytes = std::fs::read(&good).unwrap();
+    let cases: [(&str, Vec<u8>); 5] = [
+        ("truncated", bytes[..bytes.len() / 2].to_vec()),
+        ("garbage", b"\x00\x01not json".to_vec()),
+        (
+            "duplicate",
+            br#"{"format":"softmask-word-vocabulary-v1","words":["a","a"],"unknown":null}"#
+                .to_vec(),
+        ),
+        (
+            "two words",
+            br#"{"format":"softmask-word-vocabulary-v1","words":["a b"],"unknown":null}"#.to_vec(),
+        ),
+        (
+            "bad unknown",
+            br#"{"format":"softmask-word-vocabulary-v1","words":["a"],"unknown":"z"}"#.to_vec(),
+        ),
+    ];
+    for (what, content) in cases {
+        let err = WordTokenizer::load(file_with(&dir, what, &content)).unwrap_err();
+        assert!(matches!(err, Error::CorruptFile { .. }), "{what}: {err}");
+    }
+    let err = WordTokenizer::load(dir.join("missing.json")).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn truncated_or_corrupt_importance_file() {
+    let dir = temp_dir("bad-importance");
+    let layout = GateLayout::new(vec![
+        GateSpec::new("fc1", 1, 3),
+        GateSpec::new("heads", 2, 2),
+    ]);
+    let imp =
+        Importance::new(&layout, vec![vec![0.1, 0.2, 0.3], vec![0.4, 0.5, 0.6, 0.7]]).unwrap();
+    let good = dir.join("imp.safetensors");
+    imp.save(&good).unwrap();
+    assert_eq!(Importance::load(&good).unwrap(), imp);
+    let bytes = std::fs::read(&good).unwrap();
+    let err = Importance::load(file_with(&dir, "trunc", &bytes[..bytes.len() - 3])).unwrap_err();
+    assert!(matches!(err, Error::CorruptFile { .. }), "{err}");
+    let err = Importance::load(file_with(&dir, "garbage", b"12345678 nonsense")).unwrap_err();
+    assert!(matches!(err, Error::CorruptFile { .. }), "{err}");
+    // A valid safetensors file that is not an importance file.
+    let fx_weights = fixture_dir("notebook").join("model.safetensors");
+    let err = Importance::load(fx_weights).unwrap_err();
+    assert!(err.to_string().contains("softmask-importance-v1"), "{err}");
+    // A NaN stored in the file.
+    let nan = Importance::new(&layout, vec![vec![0.1, f32::NAN, 0.3], vec![0.0; 4]]).unwrap();
+    let path = dir.join("nan.safetensors");
+    nan.save(&path).unwrap();
+    assert!(matches!(
+        Importance::load(&path),
+        Err(Error::NonFinite { .. })
+    ));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn truncated_corrupt_or_mismatched_weights_file() {
+    let device = device();
+    let dir = temp_dir("bad-weights");
+    let mut model = small_model(&device);
+    let good = dir.join("w.safetensors");
+    model.save_safetensors(&good).unwrap();
+    let before = read_tensors(&good);
+    let bytes = std::fs::read(&good).unwrap();
+    let err = model
+        .load_safetensors(file_with(&dir, "trunc", &bytes[..bytes.len() - 1]))
+        .unwrap_err();
+    assert!(matches!(err, Error::CorruptFile { .. }), "{err}");
+    // The notebook's weights do not fit a smaller network.
+    let err = model
+        .load_safetensors(fixture_dir("notebook").join("model.safetensors"))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::ShapeMismatch { what, .. } if what.contains("word_embeddings.weight")),
+        "{err}"
+    );
+    // A NaN weight; the head is read last, after every other tensor was accepted.
+    let mut tensors = before.clone();
+    tensors.get_mut("head.bias").unwrap().1[0] = f32::NAN;
+    let nan = dir.join("nan.safetensors");
+    write_tensors(&nan, &tensors);
+    let err = model.load_safetensors(&nan).unwrap_err();
+    assert!(
+        matches!(&err, Error::NonFinite { what } if what.contains("head.bias")),
+        "{err}"
+    );
+    // Nothing was lost: the model still holds its weights.
+    let again = dir.join("again.safetensors");
+    model.save_safetensors(&again).unwrap();
+    assert_eq!(read_tensors(&again), before);
+    // A network with a third layer finds fc3 missing.
+    let mut deeper = SoftMaskNetConfig::new()
+        .with_vocab_size(20)
+        .with_embed_dim(4)
+        .with_hidden(vec![3, 2, 2])
+        .init(&device)
+        .unwrap();
+    let err = deeper.load_safetensors(&good).unwrap_err();
+    assert!(
+        matches!(&err, Error::MissingTensor { name, .. } if name == "fc3.weight"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn writing_into_a_missing_directory_fails_cleanly() {
+    let dir = temp_dir("no-dir");
+    let target = dir.join("absent").join("imp.safetensors");
+    let layout = GateLayout::new(vec![GateSpec::new("fc1", 1, 2)]);
+    let err = Importance::zeros(&layout)
+        .unwrap()
+        .save(&target)
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Io { path, .. } if path == &target),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    std::fs::remove_dir_all(dir).unwrap();
+}

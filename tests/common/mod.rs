@@ -1,0 +1,156 @@
+//! Shared test helpers: the devices under test and the notebook fixtures.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use serde::Deserialize;
+use softmask::{GateLayout, Importance, SoftMaskNet, SoftMaskNetConfig, TokenBatch};
+
+/// Every CPU device the crate is built for, with autodiff, and its name.
+#[allow(clippy::vec_init_then_push)] // one push per enabled backend feature
+pub fn devices() -> Vec<(&'static str, Device)> {
+    let mut out = Vec::new();
+    #[cfg(feature = "flex")]
+    out.push(("flex", Device::flex().autodiff()));
+    #[cfg(feature = "ndarray")]
+    #[allow(deprecated)]
+    out.push(("ndarray", Device::ndarray().autodiff()));
+    assert!(!out.is_empty(), "build with the flex or ndarray feature");
+    out
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FixtureConfig {
+    pub vocab_size: usize,
+    pub embed_dim: usize,
+    pub hidden: Vec<usize>,
+    pub max_seq_length: usize,
+    pub batch_size: usize,
+    pub seed: u64,
+    pub lr: f64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Fixture {
+    pub config: FixtureConfig,
+    pub vocabulary: Vec<String>,
+    pub corpus_ids: Vec<Vec<u32>>,
+    pub chunks: Vec<Vec<u32>>,
+    pub labels: Vec<u8>,
+    pub importance_batches: Vec<Vec<usize>>,
+    pub train_batches: Vec<Vec<usize>>,
+    pub raw_importance: BTreeMap<String, Vec<Vec<f32>>>,
+    pub importance: BTreeMap<String, Vec<Vec<f32>>>,
+    pub importance_one_sided: Vec<Vec<f32>>,
+    pub train_losses: BTreeMap<String, Vec<f32>>,
+}
+
+pub const CONFIGS: [&str; 2] = ["notebook", "deep"];
+
+pub fn fixture_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/notebook")
+        .join(name)
+}
+
+pub fn load_fixture(name: &str) -> Fixture {
+    let text = std::fs::read_to_string(fixture_dir(name).join("fixture.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+pub fn corpus() -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/notebook_reviews.txt");
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+impl Fixture {
+    pub fn model_config(&self) -> SoftMaskNetConfig {
+        SoftMaskNetConfig::new()
+            .with_vocab_size(self.config.vocab_size)
+            .with_embed_dim(self.config.embed_dim)
+            .with_hidden(self.config.hidden.clone())
+            .with_dropout(0.0)
+    }
+
+    /// The model loaded from one of the fixture's weight files.
+    pub fn model(&self, name: &str, file: &str, device: &Device) -> SoftMaskNet {
+        let mut model = self.model_config().init(device).unwrap();
+        model
+            .load_safetensors(fixture_dir(name).join(file))
+            .unwrap();
+        model
+    }
+
+    pub fn batch(&self, indices: &[usize], device: &Device) -> TokenBatch {
+        let ids: Vec<Vec<u32>> = indices.iter().map(|&i| self.chunks[i].clone()).collect();
+        let labels: Vec<f32> = indices.iter().map(|&i| f32::from(self.labels[i])).collect();
+        TokenBatch::from_ids(&ids, &labels, device).unwrap()
+    }
+
+    pub fn importance_of(&self, layout: &GateLayout, values: &[Vec<f32>]) -> Importance {
+        Importance::new(layout, values.to_vec()).unwrap()
+    }
+}
+
+/// Largest absolute difference; panics on a length mismatch.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Reads every tensor of a safetensors file as f32 values.
+pub fn read_tensors(path: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.iter()
+        .map(|(name, view)| {
+            let values = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (name.to_string(), (view.shape().to_vec(), values))
+        })
+        .collect()
+}
+
+/// Writes f32 tensors as a safetensors file.
+pub fn write_tensors(path: &Path, tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) {
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, (s, v))| {
+            (
+                n.clone(),
+                s.clone(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    let views: Vec<(&str, safetensors::tensor::TensorView<'_>)> = bytes
+        .iter()
+        .map(|(n, s, b)| {
+            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                .unwrap();
+            (n.as_str(), view)
+        })
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+/// A fresh temporary directory for one test.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("softmask-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
