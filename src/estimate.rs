@@ -138,6 +138,18 @@ impl ImportanceEstimator {
         }
         let gates = Gates::ones(&self.layout, &device).require_grad();
         let loss = proxy.loss(&frozen(model), &gates, batch)?;
+        if loss.dims() != [1] {
+            return Err(Error::ShapeMismatch {
+                what: "proxy loss".into(),
+                expected: "[1]".into(),
+                actual: format!("{:?}", loss.dims()),
+            });
+        }
+        if !loss.is_tracked() {
+            return Err(Error::MissingGradient(
+                "the proxy loss does not depend on the gates".into(),
+            ));
+        }
         let grads = loss.backward();
         let mut batch_grads = Vec::with_capacity(self.layout.len());
         for (gate, spec) in gates.tensors().iter().zip(self.layout.specs()) {

@@ -449,3 +449,44 @@ fn writing_into_a_missing_directory_fails_cleanly() {
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn proxy_loss_that_ignores_the_gates_or_is_not_scalar() {
+    let device = device();
+    let model = small_model(&device);
+    let batch = TokenBatch::from_ids(&[vec![1, 2]], &[1.0], &device).unwrap();
+    let mut est = ImportanceEstimator::new(
+        model.gate_layout(),
+        Accumulation::PerBatch,
+        GradientSign::Signed,
+    )
+    .unwrap();
+    let constant = |_: &SoftMaskNet, _: &Gates, b: &TokenBatch| -> Result<Tensor<1>> {
+        Ok(b.labels.clone().sum())
+    };
+    let err = est.step(&model, &batch, &constant).unwrap_err();
+    assert!(matches!(err, Error::MissingGradient(_)), "{err}");
+    let only_fc1 = |m: &SoftMaskNet, g: &Gates, b: &TokenBatch| -> Result<Tensor<1>> {
+        let fc1_only = Gates::from_tensors(
+            vec![
+                g.tensors()[0].clone(),
+                Tensor::ones([1, 2], &b.labels.device()),
+            ],
+            &m.gate_layout(),
+        )?;
+        Ok(m.forward(b.input_ids.clone(), Some(&fc1_only))?.sum())
+    };
+    let err = est.step(&model, &batch, &only_fc1).unwrap_err();
+    assert!(
+        matches!(&err, Error::MissingGradient(m) if m.contains("fc2")),
+        "{err}"
+    );
+    let vector = |m: &SoftMaskNet, g: &Gates, b: &TokenBatch| -> Result<Tensor<1>> {
+        Ok(m.forward(b.input_ids.clone(), Some(g))?
+            .reshape([1])
+            .repeat_dim(0, 2))
+    };
+    let err = est.step(&model, &batch, &vector).unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+    assert_eq!(est.tokens(), 0, "nothing accumulated");
+}
