@@ -72,7 +72,7 @@ pub use importance::{GateImportance, Importance, Normalization};
 pub use mask::{
     Governed, GradientSoftMasker, Snapshot, SoftMaskable, UpdateSoftMasker, unit_movement,
 };
-pub use model::{Represent, SoftMaskNet, SoftMaskNetConfig};
+pub use model::{Dropout, DropoutConfig, Represent, SoftMaskNet, SoftMaskNetConfig};
 pub use proxy::{ImportanceProxy, KlToDropoutCopy, KlToModel, frozen, kl_over_sequence};
 pub use tokenize::{Tokenizer, UnknownWords, WordTokenizer, split_words};
 pub use train::{MaskMode, SoftMaskedOptimizer, binary_cross_entropy};

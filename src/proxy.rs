@@ -2,7 +2,6 @@
 
 use burn::module::Module;
 use burn::tensor::Tensor;
-use burn::tensor::activation::{log_softmax, softmax};
 
 use crate::model::Represent;
 use crate::{Error, Gates, Result};
@@ -97,10 +96,19 @@ pub fn kl_over_sequence(student: Tensor<3>, teacher: Tensor<3>) -> Result<Tensor
         });
     }
     let batch = student.dims()[0];
-    let log_t = log_softmax(teacher.clone(), 1);
-    let p_t = softmax(teacher, 1);
-    let log_s = log_softmax(student, 1);
+    let log_t = log_softmax_dim1(teacher);
+    let p_t = log_t.clone().exp();
+    let log_s = log_softmax_dim1(student);
     Ok((p_t * (log_t - log_s)).sum().div_scalar(batch as f32))
+}
+
+/// `log_softmax(x, 1)` as `x - max - log(sum(exp(x - max)))`: fewer passes than
+/// burn's over a non-contiguous axis. The max is held constant for the
+/// gradient, which is exact (its contributions cancel).
+fn log_softmax_dim1(x: Tensor<3>) -> Tensor<3> {
+    let shifted = x.clone() - x.detach().max_dim(1);
+    let log_sum = shifted.clone().exp().sum_dim(1).log();
+    shifted - log_sum
 }
 
 /// A copy of `model` whose parameters require no gradient, so a backward pass

@@ -87,7 +87,7 @@ impl SoftMaskedOptimizer {
         match &self.masker {
             Masker::Gradient(m) => {
                 m.apply(model, &mut grads)?;
-                *model = self.optim.step(lr, model.clone(), grads);
+                replace_with(model, |m| self.optim.step(lr, m, grads));
                 Ok(())
             }
             Masker::Update(m) => m.step(&mut self.optim, lr, model, grads),
@@ -98,6 +98,27 @@ impl SoftMaskedOptimizer {
     pub fn optimizer(&self) -> &ModuleOptimizer {
         &self.optim
     }
+}
+
+/// Replaces `*slot` by `f(*slot)` without a clone, so the optimizer owns the
+/// only reference to each parameter and can update it in place. `f` must not
+/// fail: every check runs before. Should it panic anyway, the process aborts
+/// rather than leave `slot` moved out.
+pub(crate) fn replace_with<M>(slot: &mut M, f: impl FnOnce(M) -> M) {
+    struct AbortOnUnwind;
+    impl Drop for AbortOnUnwind {
+        fn drop(&mut self) {
+            std::process::abort();
+        }
+    }
+    let guard = AbortOnUnwind;
+    // SAFETY: the value read out is written back before `slot` is used again;
+    // if `f` unwinds, `guard` aborts before anything can observe the moved-out slot.
+    unsafe {
+        let old = std::ptr::read(slot);
+        std::ptr::write(slot, f(old));
+    }
+    std::mem::forget(guard);
 }
 
 /// PyTorch's `BCELoss` (mean reduction, logs clamped at -100).

@@ -118,7 +118,11 @@ impl UpdateSoftMasker {
                 covered.missing
             )));
         }
+        Ok(self.pull(model, snapshot))
+    }
 
+    /// [`apply`](Self::apply) for a snapshot known to cover the model.
+    fn pull<M: Module>(&self, model: M, snapshot: &Snapshot) -> M {
         struct Pull<'a> {
             plan: &'a MaskPlan,
             snapshot: &'a Snapshot,
@@ -149,14 +153,14 @@ impl UpdateSoftMasker {
                 })
             }
         }
-        Ok(model.map(&mut Pull {
+        model.map(&mut Pull {
             plan: &self.plan,
             snapshot,
-        }))
+        })
     }
 
     /// One optimizer step with the update mask: snapshot, `optim.step`, pull back.
-    /// The model is updated in place (burn modules clone cheaply).
+    /// The model is updated in place.
     ///
     /// # Errors
     ///
@@ -171,8 +175,7 @@ impl UpdateSoftMasker {
     ) -> Result<()> {
         self.plan.check_gradients(model, &grads)?;
         let snapshot = self.snapshot(model);
-        let stepped = optim.step(lr, model.clone(), grads);
-        *model = self.apply(stepped, &snapshot)?;
+        crate::train::replace_with(model, |m| self.pull(optim.step(lr, m, grads), &snapshot));
         Ok(())
     }
 }

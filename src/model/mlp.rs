@@ -4,13 +4,13 @@ use std::path::Path;
 
 use burn::config::Config;
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig};
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::io::{HostTensor, TensorFile, to_host};
 use crate::mask::{Governed, SoftMaskable};
-use crate::model::Represent;
+use crate::model::{Dropout, DropoutConfig, Represent};
 use crate::{Error, GateLayout, GateSpec, Gates, Result, TokenBatch};
 
 /// Configuration of [`SoftMaskNet`]; the defaults are the notebook's.
@@ -82,12 +82,7 @@ impl SoftMaskNetConfig {
                 what: "every hidden layer width (and the number of hidden layers)",
             });
         }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(Error::InvalidConfig(format!(
-                "dropout must lie in [0, 1), got {}",
-                self.dropout
-            )));
-        }
+        let dropout = DropoutConfig::new(self.dropout).init()?;
         let mut d_in = self.embed_dim;
         let mut hidden = Vec::with_capacity(self.hidden.len());
         for &d_out in &self.hidden {
@@ -98,7 +93,7 @@ impl SoftMaskNetConfig {
             word_embeddings: EmbeddingConfig::new(self.vocab_size, self.embed_dim).init(device),
             hidden,
             head: LinearConfig::new(d_in, 1).init(device),
-            dropout: DropoutConfig::new(self.dropout).init(),
+            dropout,
         })
     }
 }
@@ -132,15 +127,22 @@ impl SoftMaskNet {
         gates: Option<&Gates>,
     ) -> Result<Tensor<3>> {
         self.check_input(&input_ids, gates)?;
-        let mut x = self.word_embeddings.forward(input_ids);
+        let [batch, seq] = input_ids.dims();
+        // Dense layers on [batch * seq, features]: one large matrix product per
+        // layer instead of a batched one whose weight gradient needs a
+        // [batch, in, out] temporary and a reduction.
+        let embedded = self.word_embeddings.forward(input_ids);
+        let [_, _, embed] = embedded.dims();
+        let mut x = embedded.reshape([batch * seq, embed]);
         for (i, fc) in self.hidden.iter().enumerate() {
             let mut y = fc.forward(x);
             if let Some(g) = gates.and_then(|g| g.tensors().get(i)) {
-                y = y * g.clone().unsqueeze::<3>();
+                y = y * g.clone();
             }
             x = self.dropout.forward(relu(y));
         }
-        Ok(x)
+        let [_, width] = x.dims();
+        Ok(x.reshape([batch, seq, width]))
     }
 
     /// The notebook's score: `sigmoid(mean_seq(head(representation)))`.

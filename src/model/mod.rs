@@ -4,8 +4,10 @@
 //! by implementing [`SoftMaskable`](crate::SoftMaskable) (its gates and the
 //! parameters they govern) and, for the KL proxies, [`Represent`].
 
+mod dropout;
 mod mlp;
 
+pub use dropout::{Dropout, DropoutConfig};
 pub use mlp::{SoftMaskNet, SoftMaskNetConfig};
 
 use burn::tensor::Tensor;
