@@ -52,6 +52,15 @@ pub enum Error {
         vocab_size: usize,
     },
 
+    /// A sequence longer than the model's position table.
+    #[error("sequence of {len} tokens is longer than the {max} positions the model has")]
+    SequenceTooLong {
+        /// The sequence length.
+        len: usize,
+        /// The position table size.
+        max: usize,
+    },
+
     /// A tensor or list has the wrong shape.
     #[error("shape mismatch for {what}: expected {expected}, got {actual}")]
     ShapeMismatch {

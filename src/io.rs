@@ -114,17 +114,30 @@ impl TensorFile {
             .unwrap_or_default();
         let mut tensors = BTreeMap::new();
         for (name, view) in st.iter() {
-            if view.dtype() != Dtype::F32 {
-                return Err(corrupt(format!(
-                    "tensor {name:?} is {:?}; only F32 is supported",
-                    view.dtype()
-                )));
-            }
-            let values = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
+            // Float tensors are read as f32; integer buffers (e.g. BERT's
+            // `position_ids`) are not parameters and are skipped.
+            let data = view.data();
+            let values: Vec<f32> = match view.dtype() {
+                Dtype::F32 => data
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+                Dtype::F16 => data
+                    .chunks_exact(2)
+                    .map(|b| burn::tensor::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+                Dtype::BF16 => data
+                    .chunks_exact(2)
+                    .map(|b| burn::tensor::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+                Dtype::F64 => data
+                    .chunks_exact(8)
+                    .map(|b| {
+                        f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
+                    })
+                    .collect(),
+                _ => continue,
+            };
             tensors.insert(
                 name.to_string(),
                 HostTensor {

@@ -58,6 +58,7 @@ pub mod group;
 pub mod importance;
 mod io;
 pub mod mask;
+pub mod mlm;
 pub mod model;
 pub mod proxy;
 pub mod tokenize;
@@ -72,7 +73,13 @@ pub use importance::{GateImportance, Importance, Normalization};
 pub use mask::{
     Governed, GradientSoftMasker, Snapshot, SoftMaskable, UpdateSoftMasker, unit_movement,
 };
-pub use model::{Dropout, DropoutConfig, Represent, SoftMaskNet, SoftMaskNetConfig};
+pub use mlm::{MaskedTokens, MlmCollator};
+pub use model::{
+    BertBatch, BertConfig, Dropout, DropoutConfig, HeadMaskLayout, MlmLoss, Represent,
+    SoftMaskBert, SoftMaskNet, SoftMaskNetConfig,
+};
 pub use proxy::{ImportanceProxy, KlToDropoutCopy, KlToModel, frozen, kl_over_sequence};
+#[cfg(feature = "wordpiece")]
+pub use tokenize::{EncodedBatch, WordPieceTokenizer};
 pub use tokenize::{Tokenizer, UnknownWords, WordTokenizer, split_words};
 pub use train::{MaskMode, SoftMaskedOptimizer, binary_cross_entropy};

@@ -1,12 +1,14 @@
 //! Model: networks whose units carry gates.
 //!
-//! [`SoftMaskNet`] is the notebook's network. Any other model joins the pipeline
+//! [`SoftMaskNet`] is the notebook's network; [`SoftMaskBert`] a gated BERT encoder. Any other model joins the pipeline
 //! by implementing [`SoftMaskable`](crate::SoftMaskable) (its gates and the
 //! parameters they govern) and, for the KL proxies, [`Represent`].
 
+pub mod bert;
 mod dropout;
 mod mlp;
 
+pub use bert::{BertBatch, BertConfig, HeadMaskLayout, MlmLoss, SoftMaskBert};
 pub use dropout::{Dropout, DropoutConfig};
 pub use mlp::{SoftMaskNet, SoftMaskNetConfig};
 

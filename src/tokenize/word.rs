@@ -1,7 +1,4 @@
-//! Tokenize: text to token ids.
-//!
-//! [`Tokenizer`] is the small trait the rest of the pipeline needs; [`WordTokenizer`]
-//! is the notebook's word-level vocabulary, built from a corpus.
+//! The notebook's word-level vocabulary, built from a corpus.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -9,29 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::io;
-use crate::{Error, Result};
-
-/// Turns text into token ids and back. Implement it to plug another tokenizer
-/// (WordPiece, BPE…) into [`GroupedDataset`](crate::GroupedDataset).
-pub trait Tokenizer {
-    /// Encodes one text into token ids.
-    fn encode(&self, text: &str) -> Result<Vec<u32>>;
-
-    /// Decodes ids back into text.
-    fn decode(&self, ids: &[u32]) -> Result<String>;
-
-    /// Number of distinct ids this tokenizer produces: the smallest valid
-    /// embedding table size.
-    fn vocab_size(&self) -> usize;
-
-    /// Encodes every text of a corpus, in order.
-    fn encode_corpus<S: AsRef<str>>(&self, corpus: &[S]) -> Result<Vec<Vec<u32>>>
-    where
-        Self: Sized,
-    {
-        corpus.iter().map(|t| self.encode(t.as_ref())).collect()
-    }
-}
+use crate::{Error, Result, Tokenizer};
 
 /// What [`WordTokenizer`] does with a word that is not in its vocabulary.
 ///

@@ -1,0 +1,168 @@
+//! `BertConfig`: the fields of a Hugging Face BERT `config.json`.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result, io};
+
+/// Configuration of [`SoftMaskBert`](crate::SoftMaskBert), with the names and
+/// meanings of a Hugging Face BERT `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BertConfig {
+    /// Rows of the word embedding table.
+    pub vocab_size: usize,
+    /// Width of every hidden state.
+    pub hidden_size: usize,
+    /// Number of encoder layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads per layer; must divide `hidden_size`.
+    pub num_attention_heads: usize,
+    /// Width of the feed-forward block.
+    pub intermediate_size: usize,
+    /// Activation of the feed-forward block; `"gelu"` (exact, erf-based).
+    #[serde(default = "gelu")]
+    pub hidden_act: String,
+    /// Dropout on embeddings and block outputs.
+    #[serde(default = "point_one")]
+    pub hidden_dropout_prob: f64,
+    /// Dropout on attention probabilities.
+    #[serde(default = "point_one")]
+    pub attention_probs_dropout_prob: f64,
+    /// Length of the position table: the longest sequence the model takes.
+    pub max_position_embeddings: usize,
+    /// Rows of the token-type table.
+    #[serde(default = "two")]
+    pub type_vocab_size: usize,
+    /// LayerNorm epsilon.
+    #[serde(default = "layer_norm_eps")]
+    pub layer_norm_eps: f64,
+    /// Id of the padding token.
+    #[serde(default)]
+    pub pad_token_id: usize,
+    /// Only `"absolute"` positions are supported.
+    #[serde(default = "absolute")]
+    pub position_embedding_type: String,
+}
+
+fn gelu() -> String {
+    "gelu".into()
+}
+fn absolute() -> String {
+    "absolute".into()
+}
+fn point_one() -> f64 {
+    0.1
+}
+fn two() -> usize {
+    2
+}
+fn layer_norm_eps() -> f64 {
+    1e-12
+}
+
+impl BertConfig {
+    /// Reads and checks a Hugging Face `config.json`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when unreadable, [`Error::InvalidConfig`] naming the field
+    /// that is missing, mistyped or out of range.
+    pub fn load(path: impl AsRef<Path>) -> Result<BertConfig> {
+        let path = path.as_ref();
+        let bytes = io::read(path)?;
+        let config: BertConfig = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::InvalidConfig(format!("{}: {e}", path.display())))?;
+        config
+            .validate()
+            .map_err(|e| Error::InvalidConfig(format!("{}: {e}", path.display())))?;
+        Ok(config)
+    }
+
+    /// Writes the configuration as `config.json` (atomically).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let mut value = serde_json::to_value(self)
+            .map_err(|e| Error::InvalidConfig(format!("config cannot be serialised: {e}")))?;
+        if let Some(map) = value.as_object_mut() {
+            map.insert("model_type".into(), "bert".into());
+            map.insert(
+                "architectures".into(),
+                serde_json::json!(["BertForMaskedLM"]),
+            );
+        }
+        let text = serde_json::to_vec_pretty(&value)
+            .map_err(|e| Error::InvalidConfig(format!("config cannot be serialised: {e}")))?;
+        io::write_atomic(path.as_ref(), &text)
+    }
+
+    /// Checks sizes and supported options; the message names the field.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        for (name, v) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("type_vocab_size", self.type_vocab_size),
+        ] {
+            if v == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+            return Err(format!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        if self.hidden_act != "gelu" {
+            return Err(format!(
+                "hidden_act {:?} is not supported (only \"gelu\")",
+                self.hidden_act
+            ));
+        }
+        if self.position_embedding_type != "absolute" {
+            return Err(format!(
+                "position_embedding_type {:?} is not supported (only \"absolute\")",
+                self.position_embedding_type
+            ));
+        }
+        for (name, p) in [
+            ("hidden_dropout_prob", self.hidden_dropout_prob),
+            (
+                "attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob,
+            ),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(format!("{name} must lie in [0, 1), got {p}"));
+            }
+        }
+        if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
+            return Err(format!(
+                "layer_norm_eps must be positive, got {}",
+                self.layer_norm_eps
+            ));
+        }
+        if self.pad_token_id >= self.vocab_size {
+            return Err(format!(
+                "pad_token_id {} is not below vocab_size {}",
+                self.pad_token_id, self.vocab_size
+            ));
+        }
+        Ok(())
+    }
+
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// The same configuration with both dropouts set to `p` (0 for deterministic passes).
+    pub fn with_dropout(mut self, p: f64) -> BertConfig {
+        self.hidden_dropout_prob = p;
+        self.attention_probs_dropout_prob = p;
+        self
+    }
+}

@@ -1,0 +1,350 @@
+//! `SoftMaskBert`: a BERT encoder with head, intermediate and output gates.
+
+use burn::module::Module;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use super::layers::{BertEmbeddings, BertLayer, BertMlmHead, LayerGates};
+use crate::mask::{Governed, SoftMaskable};
+use crate::model::Represent;
+use crate::{Error, GateLayout, GateSpec, Gates, Result, TokenCount};
+
+/// A batch for the transformer: ids, padding mask, token types, MLM labels.
+#[derive(Debug, Clone)]
+pub struct BertBatch {
+    /// Token ids, `[batch, seq]`.
+    pub input_ids: Tensor<2, Int>,
+    /// 1 for real tokens, 0 for padding, `[batch, seq]`.
+    pub attention_mask: Tensor<2, Int>,
+    /// Segment ids, `[batch, seq]`.
+    pub token_type_ids: Tensor<2, Int>,
+    /// MLM targets, `[batch, seq]`: the original id where a token was
+    /// selected, -100 elsewhere. `None` when the batch is not for MLM.
+    pub labels: Option<Tensor<2, Int>>,
+    /// Non-padding tokens in the batch.
+    pub real_tokens: usize,
+}
+
+impl BertBatch {
+    /// A batch from host rows, checked: non-empty, rectangular, ids below
+    /// `vocab_size`, a 0/1 attention mask.
+    pub fn from_rows(
+        input_ids: &[Vec<u32>],
+        attention_mask: &[Vec<u32>],
+        token_type_ids: Option<&[Vec<u32>]>,
+        labels: Option<&[Vec<i64>]>,
+        vocab_size: usize,
+        device: &Device,
+    ) -> Result<BertBatch> {
+        let batch = input_ids.len();
+        let seq = input_ids.first().map_or(0, Vec::len);
+        if batch == 0 || seq == 0 {
+            return Err(Error::BadBatch(format!("empty batch [{batch}, {seq}]")));
+        }
+        let rect = |what: &str, rows: usize, lens: &mut dyn Iterator<Item = usize>| -> Result<()> {
+            let all: Vec<usize> = lens.collect();
+            if rows != batch || all.iter().any(|&l| l != seq) {
+                return Err(Error::BadBatch(format!(
+                    "{what} is not [{batch}, {seq}] like input_ids"
+                )));
+            }
+            Ok(())
+        };
+        rect("input_ids", batch, &mut input_ids.iter().map(Vec::len))?;
+        rect(
+            "attention_mask",
+            attention_mask.len(),
+            &mut attention_mask.iter().map(Vec::len),
+        )?;
+        if let Some(t) = token_type_ids {
+            rect("token_type_ids", t.len(), &mut t.iter().map(Vec::len))?;
+        }
+        if let Some(l) = labels {
+            rect("labels", l.len(), &mut l.iter().map(Vec::len))?;
+        }
+        if let Some(&id) = input_ids
+            .iter()
+            .flatten()
+            .find(|&&id| id as usize >= vocab_size)
+        {
+            return Err(Error::TokenOutOfVocab {
+                id: i64::from(id),
+                vocab_size,
+            });
+        }
+        if attention_mask.iter().flatten().any(|&m| m > 1) {
+            return Err(Error::BadBatch(
+                "attention_mask holds values other than 0 and 1".into(),
+            ));
+        }
+        if let Some(l) = labels
+            && let Some(&bad) = l
+                .iter()
+                .flatten()
+                .find(|&&v| v != -100 && (v < 0 || v as usize >= vocab_size))
+        {
+            return Err(Error::TokenOutOfVocab {
+                id: bad,
+                vocab_size,
+            });
+        }
+        let ints = |rows: &[Vec<u32>]| -> Tensor<2, Int> {
+            let v: Vec<i64> = rows.iter().flatten().map(|&x| i64::from(x)).collect();
+            Tensor::from_data(TensorData::new(v, [batch, seq]), device)
+        };
+        Ok(BertBatch {
+            input_ids: ints(input_ids),
+            attention_mask: ints(attention_mask),
+            token_type_ids: match token_type_ids {
+                Some(t) => ints(t),
+                None => Tensor::zeros([batch, seq], device),
+            },
+            labels: labels.map(|l| {
+                let v: Vec<i64> = l.iter().flatten().copied().collect();
+                Tensor::from_data(TensorData::new(v, [batch, seq]), device)
+            }),
+            real_tokens: attention_mask.iter().flatten().filter(|&&m| m == 1).count(),
+        })
+    }
+}
+
+impl TokenCount for BertBatch {
+    fn token_count(&self) -> usize {
+        self.real_tokens
+    }
+}
+
+/// Which parameters a head gate governs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HeadMaskLayout {
+    /// What a head owns: the output rows (PyTorch layout) of query, key and
+    /// value and their biases, and the input columns of the attention output
+    /// dense layer; that layer's bias is not masked.
+    #[default]
+    Semantic,
+    /// The research code's layout, for parity with it: query, key and value
+    /// weights masked along *input* features, biases along outputs, and the
+    /// attention output dense weight and bias along their positions.
+    Reference,
+}
+
+/// A BERT encoder (post-LayerNorm, GELU) with optional gates and a tied MLM head.
+///
+/// Three gates per layer, stacked over layers: `heads` `[layers, heads]`
+/// multiplies each head's attention probabilities, `intermediate`
+/// `[layers, intermediate]` the intermediate dense output (before GELU), and
+/// `output` `[layers, hidden]` the output dense result (before the residual).
+/// Load a Hugging Face checkpoint with [`SoftMaskBert::from_pretrained`].
+#[derive(Module, Debug)]
+pub struct SoftMaskBert {
+    pub(crate) embeddings: BertEmbeddings,
+    pub(crate) layers: Vec<BertLayer>,
+    pub(crate) mlm: BertMlmHead,
+    pub(crate) max_positions: usize,
+    pub(crate) vocab_size: usize,
+}
+
+impl SoftMaskBert {
+    /// Layers, heads, intermediate and hidden sizes.
+    pub fn dims(&self) -> (usize, usize, usize, usize) {
+        let l0 = &self.layers[0];
+        let [hidden, inter] = l0.intermediate.weight.shape().dims::<2>();
+        (self.layers.len(), l0.heads, inter, hidden)
+    }
+
+    /// Rows of the word embedding table.
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    /// The last hidden state.
+    ///
+    /// # Shapes
+    ///
+    /// - batch.input_ids, attention_mask, token_type_ids: `[batch, seq]`
+    /// - output: `[batch, seq, hidden]`
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BadBatch`] for an empty batch or mismatched shapes,
+    /// [`Error::SequenceTooLong`] past the position table,
+    /// [`Error::TokenOutOfVocab`], and shape errors for gates of another layout.
+    pub fn forward(&self, batch: &BertBatch, gates: Option<&Gates>) -> Result<Tensor<3>> {
+        let [b, s] = batch.input_ids.dims();
+        if b == 0 || s == 0 {
+            return Err(Error::BadBatch(format!("empty batch [{b}, {s}]")));
+        }
+        if s > self.max_positions {
+            return Err(Error::SequenceTooLong {
+                len: s,
+                max: self.max_positions,
+            });
+        }
+        if batch.attention_mask.dims() != [b, s] || batch.token_type_ids.dims() != [b, s] {
+            return Err(Error::BadBatch(format!(
+                "attention_mask {:?} and token_type_ids {:?} must be [{b}, {s}]",
+                batch.attention_mask.dims(),
+                batch.token_type_ids.dims()
+            )));
+        }
+        let (lo, hi) = (
+            batch.input_ids.clone().min().into_scalar::<i64>(),
+            batch.input_ids.clone().max().into_scalar::<i64>(),
+        );
+        if lo < 0 || hi >= self.vocab_size as i64 {
+            return Err(Error::TokenOutOfVocab {
+                id: if lo < 0 { lo } else { hi },
+                vocab_size: self.vocab_size,
+            });
+        }
+        if let Some(g) = gates {
+            g.check(&self.gate_layout())?;
+        }
+        let mask_bias = batch
+            .attention_mask
+            .clone()
+            .float()
+            .neg()
+            .add_scalar(1.0)
+            .mul_scalar(f32::MIN)
+            .reshape([b, 1, 1, s]);
+        let mut x = self
+            .embeddings
+            .forward(batch.input_ids.clone(), batch.token_type_ids.clone());
+        for (l, layer) in self.layers.iter().enumerate() {
+            let layer_gates = gates.map(|g| {
+                let row = |t: &Tensor<2>| {
+                    let [_, n] = t.dims();
+                    t.clone().slice([l..l + 1, 0..n]).reshape([n])
+                };
+                LayerGates {
+                    heads: row(&g.tensors()[0]),
+                    intermediate: row(&g.tensors()[1]),
+                    output: row(&g.tensors()[2]),
+                }
+            });
+            x = layer.forward(x, mask_bias.clone(), layer_gates);
+        }
+        Ok(x)
+    }
+
+    /// MLM logits over the vocabulary.
+    ///
+    /// # Shapes
+    ///
+    /// - hidden: `[batch, seq, hidden]`
+    /// - output: `[batch, seq, vocab]`
+    pub fn mlm_logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        self.mlm
+            .forward(hidden, self.embeddings.word_embeddings.weight.val())
+    }
+
+    /// Mean cross-entropy of the MLM logits over the positions whose label is
+    /// not -100 (as Hugging Face's `BertForMaskedLM`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BadBatch`] when the batch has no labels or no labelled position.
+    pub fn mlm_loss(&self, batch: &BertBatch, gates: Option<&Gates>) -> Result<Tensor<1>> {
+        let labels = batch
+            .labels
+            .clone()
+            .ok_or_else(|| Error::BadBatch("the batch has no MLM labels".into()))?;
+        let logits = self.mlm_logits(self.forward(batch, gates)?);
+        cross_entropy_ignoring(logits, labels)
+    }
+
+    /// The parameters each gate governs, with the head layout of your choice
+    /// (the [`SoftMaskable`] impl uses [`HeadMaskLayout::Semantic`]).
+    pub fn governed_with(&self, layout: HeadMaskLayout) -> Vec<Governed> {
+        let (_, heads, _, hidden) = self.dims();
+        let head_dim = hidden / heads;
+        let mut out = Vec::new();
+        for (l, layer) in self.layers.iter().enumerate() {
+            let bias = |lin: &burn::nn::Linear| lin.bias.as_ref().map(|b| b.id);
+            // burn's Linear weight is [in, out]: axis 1 = outputs (PyTorch rows), axis 0 = inputs.
+            let qkv_weight_axis = match layout {
+                HeadMaskLayout::Semantic => 1,
+                HeadMaskLayout::Reference => 0,
+            };
+            for lin in [&layer.query, &layer.key, &layer.value] {
+                out.push(Governed::blocks(
+                    0,
+                    l,
+                    lin.weight.id,
+                    qkv_weight_axis,
+                    head_dim,
+                ));
+                out.extend(bias(lin).map(|id| Governed::blocks(0, l, id, 0, head_dim)));
+            }
+            out.push(Governed::blocks(
+                0,
+                l,
+                layer.attention_output.weight.id,
+                0,
+                head_dim,
+            ));
+            if layout == HeadMaskLayout::Reference {
+                out.extend(
+                    bias(&layer.attention_output).map(|id| Governed::blocks(0, l, id, 0, head_dim)),
+                );
+            }
+            out.push(Governed::neurons(1, l, layer.intermediate.weight.id, 1));
+            out.extend(bias(&layer.intermediate).map(|id| Governed::neurons(1, l, id, 0)));
+            out.push(Governed::neurons(2, l, layer.output.weight.id, 1));
+            out.extend(bias(&layer.output).map(|id| Governed::neurons(2, l, id, 0)));
+        }
+        out
+    }
+}
+
+/// Mean cross-entropy over positions whose label is not -100.
+fn cross_entropy_ignoring(logits: Tensor<3>, labels: Tensor<2, Int>) -> Result<Tensor<1>> {
+    let [b, s, v] = logits.dims();
+    let n = b * s;
+    let log_probs = log_softmax(logits.reshape([n, v]), 1);
+    let labels = labels.reshape([n]);
+    let keep = labels.clone().not_equal_elem(-100);
+    let count = keep.clone().int().sum().into_scalar::<i64>();
+    if count == 0 {
+        return Err(Error::BadBatch("no position is labelled for MLM".into()));
+    }
+    let safe = labels.mask_fill(keep.clone().bool_not(), 0).reshape([n, 1]);
+    let picked = log_probs.gather(1, safe).reshape([n]);
+    Ok(picked
+        .mask_fill(keep.bool_not(), 0.0)
+        .sum()
+        .div_scalar(count as f32)
+        .neg())
+}
+
+impl SoftMaskable for SoftMaskBert {
+    fn gate_layout(&self) -> GateLayout {
+        let (layers, heads, inter, hidden) = self.dims();
+        GateLayout::new(vec![
+            GateSpec::new("heads", layers, heads),
+            GateSpec::new("intermediate", layers, inter),
+            GateSpec::new("output", layers, hidden),
+        ])
+    }
+
+    fn governed(&self) -> Vec<Governed> {
+        self.governed_with(HeadMaskLayout::Semantic)
+    }
+}
+
+impl Represent<BertBatch> for SoftMaskBert {
+    fn represent(&self, batch: &BertBatch, gates: &Gates) -> Result<Tensor<3>> {
+        self.forward(batch, Some(gates))
+    }
+}
+
+/// The MLM loss as an importance proxy (ContinualLM's proxy after a domain).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MlmLoss;
+
+impl crate::ImportanceProxy<SoftMaskBert, BertBatch> for MlmLoss {
+    fn loss(&self, model: &SoftMaskBert, gates: &Gates, batch: &BertBatch) -> Result<Tensor<1>> {
+        model.mlm_loss(batch, Some(gates))
+    }
+}

@@ -1,0 +1,446 @@
+//! The gated BERT encoder against Hugging Face `transformers`
+//! (tools/reference/bert_fixtures.py): a tiny random BertForMaskedLM whose
+//! weights are committed, and all-MiniLM-L6-v2 when its files are present.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use burn::optim::{GradientsParams, SgdConfig};
+use burn::tensor::{Device, Tensor};
+use common::*;
+use serde::Deserialize;
+use softmask::*;
+
+#[derive(Deserialize)]
+struct Batch {
+    input_ids: Vec<Vec<u32>>,
+    attention_mask: Vec<Vec<u32>>,
+    token_type_ids: Vec<Vec<u32>>,
+    labels: Vec<Vec<i64>>,
+}
+
+#[derive(Deserialize)]
+struct Tiny {
+    batches: Vec<Batch>,
+    last_hidden_state: Vec<f32>,
+    hidden_shape: Vec<usize>,
+    logits: Vec<f32>,
+    logits_shape: Vec<usize>,
+    mlm_loss: f32,
+    importance_mlm: std::collections::BTreeMap<String, Vec<f32>>,
+    importance_kl: std::collections::BTreeMap<String, Vec<f32>>,
+}
+
+fn tiny_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert/tiny")
+}
+
+fn tiny_fixture() -> Tiny {
+    serde_json::from_str(&std::fs::read_to_string(tiny_dir().join("fixture.json")).unwrap())
+        .unwrap()
+}
+
+fn tiny_config() -> BertConfig {
+    BertConfig::load(tiny_dir().join("config.json"))
+        .unwrap()
+        .with_dropout(0.0)
+}
+
+fn tiny_model(file: &str, device: &Device) -> SoftMaskBert {
+    SoftMaskBert::from_safetensors(&tiny_config(), tiny_dir().join(file), device).unwrap()
+}
+
+fn batch(b: &Batch, vocab: usize, device: &Device) -> BertBatch {
+    BertBatch::from_rows(
+        &b.input_ids,
+        &b.attention_mask,
+        Some(&b.token_type_ids),
+        Some(&b.labels),
+        vocab,
+        device,
+    )
+    .unwrap()
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+}
+
+/// Largest difference relative to the largest reference magnitude.
+fn rel_diff(got: &[f32], want: &[f32]) -> f32 {
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    max_abs_diff(got, want) / scale
+}
+
+#[test]
+fn tiny_hidden_states_logits_and_loss_match_transformers() {
+    let fx = tiny_fixture();
+    for (name, device) in devices() {
+        let model = tiny_model("model.safetensors", &device);
+        let b = batch(&fx.batches[0], model.vocab_size(), &device);
+        let hidden = model.forward(&b, None).unwrap();
+        assert_eq!(hidden.dims().to_vec(), fx.hidden_shape);
+        let d = rel_diff(&values(hidden.clone()), &fx.last_hidden_state);
+        assert!(d < 1e-4, "{name}: hidden {d}");
+        let logits = model.mlm_logits(hidden);
+        assert_eq!(logits.dims().to_vec(), fx.logits_shape);
+        let d = rel_diff(&values(logits), &fx.logits);
+        assert!(d < 1e-4, "{name}: logits {d}");
+        let loss = model.mlm_loss(&b, None).unwrap().into_scalar::<f32>();
+        assert!(
+            (loss - fx.mlm_loss).abs() < 1e-4 * fx.mlm_loss,
+            "{name}: loss {loss} vs {}",
+            fx.mlm_loss
+        );
+    }
+}
+
+fn check_importance(
+    name: &str,
+    raw: &Importance,
+    want: &std::collections::BTreeMap<String, Vec<f32>>,
+) {
+    let layout = raw.layout();
+    let expected = Importance::new(
+        &layout,
+        layout
+            .specs()
+            .iter()
+            .map(|s| want[&s.name].clone())
+            .collect(),
+    )
+    .unwrap();
+    for (g, e) in raw.gates().iter().zip(expected.gates()) {
+        let d = rel_diff(&g.values, &e.values);
+        assert!(d < 1e-4, "{name} raw {}: {d}", g.name);
+    }
+    let (a, b) = (
+        raw.normalized(Normalization::Reference).unwrap(),
+        expected.normalized(Normalization::Reference).unwrap(),
+    );
+    for (g, e) in a.gates().iter().zip(b.gates()) {
+        let d = max_abs_diff(&g.values, &e.values);
+        assert!(d < 1e-4, "{name} normalised {}: {d}", g.name);
+    }
+}
+
+#[test]
+fn tiny_importance_with_the_mlm_and_kl_proxies_matches_transformers() {
+    let fx = tiny_fixture();
+    for (name, device) in devices() {
+        let model = tiny_model("model.safetensors", &device);
+        let shapes: Vec<(usize, usize)> = model
+            .gate_layout()
+            .specs()
+            .iter()
+            .map(|s| (s.rows, s.units))
+            .collect();
+        assert_eq!(shapes, [(2, 4), (2, 64), (2, 32)]);
+        let batches: Vec<BertBatch> = fx
+            .batches
+            .iter()
+            .map(|b| batch(b, model.vocab_size(), &device))
+            .collect();
+
+        let mut mlm = ImportanceEstimator::new(
+            model.gate_layout(),
+            Accumulation::PerBatch,
+            GradientSign::Signed,
+        )
+        .unwrap();
+        for b in &batches {
+            mlm.step(&model, b, &MlmLoss).unwrap();
+        }
+        check_importance(
+            &format!("{name}/mlm"),
+            &mlm.raw().unwrap(),
+            &fx.importance_mlm,
+        );
+
+        let proxy = KlToModel::new(tiny_model("other.safetensors", &device));
+        let mut kl = ImportanceEstimator::new(
+            model.gate_layout(),
+            Accumulation::PerBatch,
+            GradientSign::Signed,
+        )
+        .unwrap();
+        for b in &batches {
+            kl.step(&model, b, &proxy).unwrap();
+        }
+        check_importance(&format!("{name}/kl"), &kl.raw().unwrap(), &fx.importance_kl);
+    }
+}
+
+#[test]
+fn save_round_trip_and_a_missing_mlm_head() {
+    let fx = tiny_fixture();
+    let (_, device) = devices().remove(0);
+    let model = tiny_model("model.safetensors", &device);
+    let b = batch(&fx.batches[1], model.vocab_size(), &device);
+    let dir = temp_dir("bert-save");
+    model
+        .save_safetensors(dir.join("model.safetensors"))
+        .unwrap();
+    tiny_config().save(dir.join("config.json")).unwrap();
+    let (again, _) = SoftMaskBert::from_pretrained(&dir, &device).unwrap();
+    let (x, y) = (
+        values(model.forward(&b, None).unwrap()),
+        values(again.forward(&b, None).unwrap()),
+    );
+    assert_eq!(x, y, "bit-exact after a save and load");
+    let saved = read_tensors(&dir.join("model.safetensors"));
+    assert!(saved.contains_key("bert.encoder.layer.1.attention.self.query.weight"));
+    assert!(saved.contains_key("cls.predictions.transform.dense.weight"));
+
+    // An encoder-only checkpoint (BertModel names, no prefix, no head) loads with a fresh head.
+    let encoder_only: std::collections::BTreeMap<_, _> = saved
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("cls."))
+        .map(|(k, v)| (k.trim_start_matches("bert.").to_string(), v))
+        .collect();
+    write_tensors(&dir.join("model.safetensors"), &encoder_only);
+    let (headless, _) = SoftMaskBert::from_pretrained(&dir, &device).unwrap();
+    assert_eq!(
+        values(headless.forward(&b, None).unwrap()),
+        x,
+        "same encoder"
+    );
+    let logits = headless.mlm_logits(headless.forward(&b, None).unwrap());
+    assert_eq!(logits.dims()[2], 120);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn gradient_mask_freezes_fully_important_heads() {
+    let fx = tiny_fixture();
+    let (_, device) = devices().remove(0);
+    let mut model = tiny_model("model.safetensors", &device);
+    let layout = model.gate_layout();
+    // Head 2 of layer 0 fully important; everything else free.
+    let mut heads = vec![0.0; 8];
+    heads[2] = 1.0;
+    let imp = Importance::new(&layout, vec![heads, vec![0.0; 128], vec![0.0; 64]]).unwrap();
+    let before = dir_tensors(&model, "before");
+    let b = batch(&fx.batches[0], model.vocab_size(), &device);
+    let grads = GradientsParams::from_grads(model.mlm_loss(&b, None).unwrap().backward(), &model);
+    let mut optim =
+        SoftMaskedOptimizer::new(SgdConfig::new().init(), &imp, &model, MaskMode::Gradient)
+            .unwrap();
+    optim.step(0.5, &mut model, grads).unwrap();
+    let after = dir_tensors(&model, "after");
+    // PyTorch layout [out, in]: head 2 owns output rows 16..24 of query, key, value.
+    let q = "bert.encoder.layer.0.attention.self.query.weight";
+    let (w0, w1) = (&before[q].1, &after[q].1);
+    for row in 0..32 {
+        let same = (0..32).all(|c| w0[row * 32 + c] == w1[row * 32 + c]);
+        assert_eq!(same, (16..24).contains(&row), "query row {row}");
+    }
+    // ... and input columns 16..24 of the attention output dense layer.
+    let o = "bert.encoder.layer.0.attention.output.dense.weight";
+    for col in 0..32 {
+        let same = (0..32).all(|r| before[o].1[r * 32 + col] == after[o].1[r * 32 + col]);
+        assert_eq!(same, (16..24).contains(&col), "output dense column {col}");
+    }
+}
+
+fn dir_tensors(
+    model: &SoftMaskBert,
+    tag: &str,
+) -> std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    let dir = temp_dir(&format!("bert-{tag}"));
+    model.save_safetensors(dir.join("w.safetensors")).unwrap();
+    let t = read_tensors(&dir.join("w.safetensors"));
+    std::fs::remove_dir_all(dir).unwrap();
+    t
+}
+
+#[test]
+fn bert_bad_inputs() {
+    let (_, device) = devices().remove(0);
+    let dir = temp_dir("bert-bad");
+    let config_text = std::fs::read_to_string(tiny_dir().join("config.json")).unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(&config_text).unwrap();
+    let write = |v: &serde_json::Value| {
+        std::fs::write(dir.join("config.json"), serde_json::to_vec(v).unwrap()).unwrap();
+        std::fs::copy(
+            tiny_dir().join("model.safetensors"),
+            dir.join("model.safetensors"),
+        )
+        .unwrap();
+    };
+
+    // A missing field, a mistyped one, an inconsistent one, an unsupported one.
+    let mut missing = config.clone();
+    missing.as_object_mut().unwrap().remove("hidden_size");
+    write(&missing);
+    let err = SoftMaskBert::from_pretrained(&dir, &device).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidConfig(m) if m.contains("hidden_size")),
+        "{err}"
+    );
+    let mut typed = config.clone();
+    typed["num_hidden_layers"] = "two".into();
+    write(&typed);
+    let err = SoftMaskBert::from_pretrained(&dir, &device).unwrap_err();
+    assert!(
+        err.to_string().contains("num_hidden_layers") || err.to_string().contains("invalid type"),
+        "{err}"
+    );
+    let mut heads = config.clone();
+    heads["num_attention_heads"] = 5.into();
+    write(&heads);
+    let err = SoftMaskBert::from_pretrained(&dir, &device).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("not a multiple of num_attention_heads"),
+        "{err}"
+    );
+    let mut act = config.clone();
+    act["hidden_act"] = "relu".into();
+    write(&act);
+    assert!(
+        SoftMaskBert::from_pretrained(&dir, &device)
+            .unwrap_err()
+            .to_string()
+            .contains("hidden_act")
+    );
+
+    // A checkpoint whose shapes disagree with its config.
+    config["intermediate_size"] = 48.into();
+    write(&config);
+    let err = SoftMaskBert::from_pretrained(&dir, &device).unwrap_err();
+    assert!(
+        matches!(&err, Error::ShapeMismatch { what, .. } if what.contains("intermediate.dense.weight")),
+        "{err}"
+    );
+    config["intermediate_size"] = 64.into();
+    config["num_hidden_layers"] = 3.into();
+    write(&config);
+    let err = SoftMaskBert::from_pretrained(&dir, &device).unwrap_err();
+    assert!(
+        matches!(&err, Error::MissingTensor { name, .. } if name.contains("layer.2")),
+        "{err}"
+    );
+
+    // Batches: too long, empty, ragged, out of vocabulary; gates of the wrong shape.
+    let model = tiny_model("model.safetensors", &device);
+    let long = vec![vec![5u32; 41]];
+    let b = BertBatch::from_rows(&long, &[vec![1; 41]], None, None, 120, &device).unwrap();
+    let err = model.forward(&b, None).unwrap_err();
+    assert!(
+        matches!(err, Error::SequenceTooLong { len: 41, max: 40 }),
+        "{err}"
+    );
+    let err = BertBatch::from_rows(&[], &[], None, None, 120, &device).unwrap_err();
+    assert!(matches!(err, Error::BadBatch(_)), "{err}");
+    let err =
+        BertBatch::from_rows(&[vec![5, 6]], &[vec![1]], None, None, 120, &device).unwrap_err();
+    assert!(matches!(err, Error::BadBatch(_)), "{err}");
+    let err =
+        BertBatch::from_rows(&[vec![5, 120]], &[vec![1, 1]], None, None, 120, &device).unwrap_err();
+    assert!(
+        matches!(err, Error::TokenOutOfVocab { id: 120, .. }),
+        "{err}"
+    );
+    let ok = BertBatch::from_rows(&[vec![5, 6]], &[vec![1, 1]], None, None, 120, &device).unwrap();
+    let wrong = GateLayout::new(vec![
+        GateSpec::new("heads", 2, 3),
+        GateSpec::new("intermediate", 2, 64),
+        GateSpec::new("output", 2, 32),
+    ]);
+    let err = model
+        .forward(&ok, Some(&Gates::ones(&wrong, &device)))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::ShapeMismatch { what, .. } if what.contains("heads")),
+        "{err}"
+    );
+    let err = model.mlm_loss(&ok, None).unwrap_err();
+    assert!(err.to_string().contains("no MLM labels"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[cfg(feature = "wordpiece")]
+mod minilm {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct MiniLm {
+        sentences: Vec<String>,
+        max_length: usize,
+        input_ids: Vec<Vec<u32>>,
+        attention_mask: Vec<Vec<u32>>,
+        hidden_shape: Vec<usize>,
+        hidden_first16: Vec<f32>,
+        hidden_token_mean: Vec<f32>,
+        hidden_token_std: Vec<f32>,
+    }
+
+    /// The MiniLM folder (`tools/fetch_minilm.sh` fills it), or `None` with a message.
+    fn folder() -> Option<PathBuf> {
+        let dir = std::env::var_os("SOFTMASK_MINILM_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/all-MiniLM-L6-v2")
+            });
+        if dir.join("model.safetensors").is_file() {
+            Some(dir)
+        } else {
+            eprintln!(
+                "skipped: no all-MiniLM-L6-v2 in {} (run tools/fetch_minilm.sh)",
+                dir.display()
+            );
+            None
+        }
+    }
+
+    fn fixture() -> MiniLm {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert/minilm.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn minilm_token_ids_and_hidden_states_match_transformers() {
+        let Some(dir) = folder() else { return };
+        let fx = fixture();
+        let tok = WordPieceTokenizer::from_file(dir.join("tokenizer.json"), fx.max_length).unwrap();
+        let enc = tok.encode_batch(&fx.sentences).unwrap();
+        assert_eq!(enc.input_ids, fx.input_ids);
+        assert_eq!(enc.attention_mask, fx.attention_mask);
+        assert_eq!(tok.token_id("[MASK]"), Some(103));
+        // Inference: the device without autodiff (no dropout, no graph).
+        let device = devices().remove(0).1.inner();
+        let (model, config) = SoftMaskBert::from_pretrained(&dir, &device).unwrap();
+        assert_eq!((config.num_hidden_layers, config.hidden_size), (6, 384));
+        let b = BertBatch::from_rows(
+            &enc.input_ids,
+            &enc.attention_mask,
+            Some(&enc.token_type_ids),
+            None,
+            config.vocab_size,
+            &device,
+        )
+        .unwrap();
+        let hidden = model.forward(&b, None).unwrap();
+        assert_eq!(hidden.dims().to_vec(), fx.hidden_shape);
+        let first16 = values(hidden.clone().slice([0..3, 0..fx.hidden_shape[1], 0..16]));
+        let d = rel_diff(&first16, &fx.hidden_first16);
+        assert!(d < 1e-4, "hidden first 16 features: {d}");
+        let mean = values(hidden.clone().mean_dim(2));
+        assert!(rel_diff(&mean, &fx.hidden_token_mean) < 1e-4);
+        let var = hidden.var(2);
+        let std: Vec<f32> = values(var).iter().map(|v| v.sqrt()).collect();
+        assert!(rel_diff(&std, &fx.hidden_token_std) < 1e-4);
+    }
+
+    #[test]
+    fn tokenizer_file_that_does_not_parse() {
+        let dir = temp_dir("bad-tokenizer");
+        let path = dir.join("tokenizer.json");
+        std::fs::write(&path, b"{\"version\": \"1.0\", \"model\": 42}").unwrap();
+        let err = WordPieceTokenizer::from_file(&path, 16).unwrap_err();
+        assert!(matches!(err, Error::CorruptFile { .. }), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
