@@ -153,7 +153,7 @@ fn run(args: &Args) -> Result<()> {
     println!();
     for l in 0..heads.rows {
         print!("layer {l}");
-        for v in heads.row(l) {
+        for v in heads.row(l).unwrap_or_default() {
             print!("{v:>6.2}");
         }
         println!();

@@ -229,7 +229,7 @@ fn train(
         for batch in data.batches(BATCH_SIZE, order, vocab, &args.device)? {
             let batch = batch?;
             let n = batch.dims()[0];
-            let loss = binary_cross_entropy(model.forward(batch.input_ids, None)?, batch.labels);
+            let loss = binary_cross_entropy(model.forward(batch.input_ids, None)?, batch.labels)?;
             total += loss.clone().into_scalar::<f32>() * n as f32;
             examples += n;
             let grads = GradientsParams::from_grads(loss.backward(), &model);

@@ -36,9 +36,9 @@ pub struct GateImportance {
 }
 
 impl GateImportance {
-    /// The values of one row.
-    pub fn row(&self, r: usize) -> &[f32] {
-        &self.values[r * self.units..(r + 1) * self.units]
+    /// The values of row `r`, or `None` past the last row.
+    pub fn row(&self, r: usize) -> Option<&[f32]> {
+        self.values.get(r * self.units..(r + 1) * self.units)
     }
 
     /// The mean value: the notebook's "usage".
@@ -198,10 +198,11 @@ impl Importance {
             .gates
             .iter()
             .map(|g| {
-                let mut values = Vec::with_capacity(g.values.len());
-                for r in 0..g.rows {
-                    values.extend(normalize_row(g.row(r), normalization));
-                }
+                let values = g
+                    .values
+                    .chunks(g.units.max(1))
+                    .flat_map(|row| normalize_row(row, normalization))
+                    .collect();
                 GateImportance {
                     values,
                     ..g.clone()
@@ -360,13 +361,14 @@ mod tests {
         )
         .unwrap();
         let n = raw.normalized(Normalization::Reference).unwrap();
-        assert_eq!(n.gates()[0].row(0), [0.0, 0.0, 0.0]);
+        assert_eq!(n.gates()[0].row(0), Some(&[0.0, 0.0, 0.0][..]));
+        assert_eq!(n.gates()[0].row(2), None);
         assert_eq!(n.gates()[1].values, [0.0]);
         // Row 1 has mean 2 and std 1: z = -1, 0, 1.
         let t = 1f64.tanh() as f32;
-        assert_eq!(n.gates()[0].row(1), [t, 0.0, t]);
+        assert_eq!(n.gates()[0].row(1), Some(&[t, 0.0, t][..]));
         let o = raw.normalized(Normalization::OneSided).unwrap();
-        assert_eq!(o.gates()[0].row(1), [0.0, 0.0, t]);
+        assert_eq!(o.gates()[0].row(1), Some(&[0.0, 0.0, t][..]));
     }
 
     #[test]
@@ -378,9 +380,9 @@ mod tests {
         .unwrap();
         let p = raw.permuted(3);
         for r in 0..2 {
-            let mut a = p.gates()[0].row(r).to_vec();
+            let mut a = p.gates()[0].row(r).unwrap().to_vec();
             a.sort_by(f32::total_cmp);
-            assert_eq!(a, raw.gates()[0].row(r));
+            assert_eq!(Some(&a[..]), raw.gates()[0].row(r));
         }
     }
 

@@ -42,7 +42,7 @@
 //! let mut optim = SoftMaskedOptimizer::new(AdamConfig::new().init(), &importance, &model, MaskMode::Update)?;
 //! for batch in data.batches(2, Shuffle::Seeded(1), Some(tokenizer.vocab_size()), &device)? {
 //!     let batch = batch?;
-//!     let loss = binary_cross_entropy(model.forward(batch.input_ids, None)?, batch.labels);
+//!     let loss = binary_cross_entropy(model.forward(batch.input_ids, None)?, batch.labels)?;
 //!     let grads = GradientsParams::from_grads(loss.backward(), &model);
 //!     optim.step(0.003, &mut model, grads)?;
 //! }

@@ -39,7 +39,7 @@ enum Masker {
 /// let mut optim = SoftMaskedOptimizer::new(adam, &importance, &model, MaskMode::Update)?;
 ///
 /// let batch = TokenBatch::from_ids(&[vec![1, 2, 3]], &[1.0], &device)?;
-/// let loss = binary_cross_entropy(model.forward(batch.input_ids.clone(), None)?, batch.labels);
+/// let loss = binary_cross_entropy(model.forward(batch.input_ids.clone(), None)?, batch.labels)?;
 /// let grads = GradientsParams::from_grads(loss.backward(), &model);
 /// optim.step(0.003, &mut model, grads)?;
 /// # Ok::<(), softmask::Error>(())
@@ -125,14 +125,25 @@ pub(crate) fn replace_with<M>(slot: &mut M, f: impl FnOnce(M) -> M) {
 ///
 /// # Shapes
 ///
-/// - probs, targets: `[batch, 1]`
+/// - probs, targets: `[batch, 1]` (any equal shapes)
 /// - output: `[1]`
-pub fn binary_cross_entropy(probs: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+///
+/// # Errors
+///
+/// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) when the shapes differ.
+pub fn binary_cross_entropy(probs: Tensor<2>, targets: Tensor<2>) -> Result<Tensor<1>> {
+    if probs.dims() != targets.dims() {
+        return Err(crate::Error::ShapeMismatch {
+            what: "binary cross-entropy targets".into(),
+            expected: format!("{:?}, the shape of the probabilities", probs.dims()),
+            actual: format!("{:?}", targets.dims()),
+        });
+    }
     let log_p = probs.clone().log().clamp_min(-100.0);
     let log_q = probs.neg().add_scalar(1.0).log().clamp_min(-100.0);
     let pos = targets.clone() * log_p;
     let neg = targets.neg().add_scalar(1.0) * log_q;
-    (pos + neg).mean().neg()
+    Ok((pos + neg).mean().neg())
 }
 
 impl std::fmt::Debug for SoftMaskedOptimizer {

@@ -490,3 +490,16 @@ fn proxy_loss_that_ignores_the_gates_or_is_not_scalar() {
     assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
     assert_eq!(est.tokens(), 0, "nothing accumulated");
 }
+
+#[test]
+fn loss_targets_of_another_shape() {
+    let device = device();
+    let probs = Tensor::<2>::from_data([[0.5], [0.25]], &device);
+    let err =
+        binary_cross_entropy(probs.clone(), Tensor::<2>::from_data([[1.0]], &device)).unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+    let loss =
+        binary_cross_entropy(probs, Tensor::<2>::from_data([[1.0], [0.0]], &device)).unwrap();
+    let expected = -(0.5f32.ln() + 0.75f32.ln()) / 2.0;
+    assert!((loss.into_scalar::<f32>() - expected).abs() < 1e-6);
+}

@@ -200,7 +200,8 @@ fn freezing_a_never_used_model_leaves_the_original_trainable() {
         let loss = binary_cross_entropy(
             model.forward(batch.input_ids.clone(), None).unwrap(),
             batch.labels.clone(),
-        );
+        )
+        .unwrap();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         assert!(
             grads.len() >= 7,
@@ -210,7 +211,8 @@ fn freezing_a_never_used_model_leaves_the_original_trainable() {
         let loss = binary_cross_entropy(
             frozen_copy.forward(batch.input_ids, None).unwrap(),
             batch.labels,
-        );
+        )
+        .unwrap();
         assert!(
             !loss.is_tracked()
                 || GradientsParams::from_grads(loss.backward(), &frozen_copy).is_empty(),

@@ -165,7 +165,8 @@ fn one_epoch_of_soft_masked_adam_matches_the_reference() {
                     let loss = binary_cross_entropy(
                         model.forward(batch.input_ids, None).unwrap(),
                         batch.labels,
-                    );
+                    )
+                    .unwrap();
                     let value = loss.clone().into_scalar::<f32>();
                     let expected = fx.train_losses[tag][step];
                     assert!(

@@ -141,7 +141,7 @@ impl Setup {
             }
             _ => {
                 let probs = model.forward(self.batch.input_ids.clone(), None)?;
-                let loss = binary_cross_entropy(probs, self.batch.labels.clone());
+                let loss = binary_cross_entropy(probs, self.batch.labels.clone())?;
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
                 match self.masked.as_mut() {
                     Some(optim) => optim.step(1e-3, &mut model, grads)?,

@@ -26,7 +26,7 @@ use crate::{Importance, Result, SoftMaskable};
 /// let masker = GradientSoftMasker::new(&importance, &model)?;
 ///
 /// let batch = TokenBatch::from_ids(&[vec![1, 2, 3]], &[1.0], &device)?;
-/// let loss = binary_cross_entropy(model.forward(batch.input_ids.clone(), None)?, batch.labels);
+/// let loss = binary_cross_entropy(model.forward(batch.input_ids.clone(), None)?, batch.labels)?;
 /// let mut grads = GradientsParams::from_grads(loss.backward(), &model);
 /// masker.apply(&model, &mut grads)?;
 /// let model = SgdConfig::new().init().step(0.1, model, grads);

@@ -201,8 +201,10 @@ impl MaskPlan {
                     actual: format!("{shape:?}"),
                 });
             }
-            let values: Vec<f32> = imp
-                .row(gov.row)
+            let row = imp.row(gov.row).ok_or_else(|| {
+                Error::LayoutMismatch(format!("gate {:?} has no row {}", spec.name, gov.row))
+            })?;
+            let values: Vec<f32> = row
                 .iter()
                 .flat_map(|&i| std::iter::repeat_n(1.0 - i, gov.span))
                 .collect();

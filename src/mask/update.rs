@@ -29,7 +29,7 @@ use crate::{Error, Importance, Result, SoftMaskable};
 /// let mut optim = AdamConfig::new().init();
 ///
 /// let batch = TokenBatch::from_ids(&[vec![1, 2, 3]], &[1.0], &device)?;
-/// let loss = binary_cross_entropy(model.forward(batch.input_ids.clone(), None)?, batch.labels);
+/// let loss = binary_cross_entropy(model.forward(batch.input_ids.clone(), None)?, batch.labels)?;
 /// let grads = GradientsParams::from_grads(loss.backward(), &model);
 /// let mut model = model;
 /// masker.step(&mut optim, 0.003, &mut model, grads)?;
