@@ -185,6 +185,8 @@ fn run(args: &Args) -> Result<()> {
             );
         }
     }
+    // With the gradient mask the ratios stay within a hair of 1 (Adam cancels
+    // the scale), so their correlation with 1 - I is noise; the span shows it.
     for (k, label) in [(1, "gradient"), (2, "update")] {
         let (xs, ys): (Vec<f32>, Vec<f32>) = importance
             .gates()
@@ -199,8 +201,11 @@ fn run(args: &Args) -> Result<()> {
                     .map(move |(u, i)| (1.0 - i, moved[k][g][u] / moved[0][g][u]))
             })
             .unzip();
+        let (lo, hi) = ys
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(a, b), &y| (a.min(y), b.max(y)));
         println!(
-            "correlation of movement ratio with 1 - I, {label} mask: {:.3}",
+            "{label} mask: movement ratios span {lo:.3}..{hi:.3}; correlation with 1 - I {:.3}",
             correlation(&xs, &ys)
         );
     }
