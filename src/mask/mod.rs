@@ -234,7 +234,8 @@ impl MaskPlan {
     }
 
     /// Fails with [`Error::NonFinite`] if a governed parameter's gradient holds
-    /// a NaN or infinity. One reduction per parameter and a single read-back.
+    /// a NaN or infinity (or sums beyond f32). One reduction per parameter and
+    /// a single read-back.
     pub(crate) fn check_gradients<M: Module>(
         &self,
         model: &M,
@@ -260,8 +261,9 @@ impl MaskPlan {
                     return;
                 }
                 if let Some(g) = self.grads.get::<D>(param.id) {
-                    // 0 * x is 0 for finite x and NaN for NaN or ±inf.
-                    let probe = g.mul_scalar(0.0).sum();
+                    // The sum is NaN or ±inf when any element is (and when finite
+                    // elements overflow f32, a gradient worth refusing too).
+                    let probe = g.sum();
                     if self.exact {
                         if !probe.into_scalar::<f32>().is_finite() {
                             self.bad.push(self.path.join("."));
