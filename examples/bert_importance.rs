@@ -109,10 +109,7 @@ fn run(args: &Args) -> Result<()> {
     if lines.is_empty() {
         return Err(Error::EmptyCorpus);
     }
-    let encoded = lines
-        .chunks(args.batch)
-        .map(|chunk| tokenizer.encode_batch(chunk))
-        .collect::<Result<Vec<_>>>()?;
+    let batches: Vec<&[&str]> = lines.chunks(args.batch).collect();
     println!(
         "{}: {} layers, {} heads, hidden {}; {} texts in {} batches of up to {} tokens",
         args.model.display(),
@@ -120,7 +117,7 @@ fn run(args: &Args) -> Result<()> {
         config.num_attention_heads,
         config.hidden_size,
         lines.len(),
-        encoded.len(),
+        batches.len(),
         args.max_length
     );
 
@@ -130,16 +127,13 @@ fn run(args: &Args) -> Result<()> {
         Accumulation::PerBatch,
         GradientSign::Absolute,
     )?;
-    for e in &encoded {
-        let batch = BertBatch::from_rows(
-            &e.input_ids,
-            &e.attention_mask,
-            Some(&e.token_type_ids),
-            None,
-            config.vocab_size,
-            &device,
+    let batcher = BertBatcher::new(tokenizer.clone(), config.vocab_size)?;
+    for texts in &batches {
+        estimator.step(
+            &model,
+            &batcher.batch_texts(texts, &device)?,
+            &KlToDropoutCopy,
         )?;
-        estimator.step(&model, &batch, &KlToDropoutCopy)?;
     }
     let importance = estimator.finish(Normalization::Reference)?;
     let heads = importance
@@ -166,7 +160,8 @@ fn run(args: &Args) -> Result<()> {
     let mask_id = tokenizer
         .token_id("[MASK]")
         .ok_or_else(|| Error::InvalidConfig("the tokenizer has no [MASK] token".into()))?;
-    let mut collator = MlmCollator::new(mask_id, config.vocab_size, tokenizer.special_ids(), 0)?;
+    let collator = MlmCollator::new(mask_id, config.vocab_size, tokenizer.special_ids(), 0)?;
+    let mlm_batcher = BertBatcher::new(tokenizer, config.vocab_size)?.with_mlm(collator);
     let mut optim = SoftMaskedOptimizer::new(
         AdamConfig::new().init(),
         &importance,
@@ -175,16 +170,7 @@ fn run(args: &Args) -> Result<()> {
     )?;
     println!("\nMLM with the update soft-mask:");
     for step in 0..args.steps {
-        let e = &encoded[step % encoded.len()];
-        let masked = collator.mask(&e.input_ids, &e.attention_mask)?;
-        let batch = BertBatch::from_rows(
-            &masked.input_ids,
-            &e.attention_mask,
-            Some(&e.token_type_ids),
-            Some(&masked.labels),
-            config.vocab_size,
-            &device,
-        )?;
+        let batch = mlm_batcher.batch_texts(batches[step % batches.len()], &device)?;
         let loss = match model.mlm_loss(&batch, None) {
             Err(Error::BadBatch(_)) => continue, // nothing selected in this batch
             other => other?,

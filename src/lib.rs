@@ -74,6 +74,8 @@ pub use mask::{
     Governed, GradientSoftMasker, Snapshot, SoftMaskable, UpdateSoftMasker, unit_movement,
 };
 pub use mlm::{MaskedTokens, MlmCollator};
+#[cfg(feature = "wordpiece")]
+pub use model::bert::BertBatcher;
 pub use model::{
     BertBatch, BertConfig, Dropout, DropoutConfig, HeadMaskLayout, MlmLoss, Represent,
     SoftMaskBert, SoftMaskNet, SoftMaskNetConfig,

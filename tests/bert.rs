@@ -409,29 +409,72 @@ mod minilm {
         assert_eq!(enc.input_ids, fx.input_ids);
         assert_eq!(enc.attention_mask, fx.attention_mask);
         assert_eq!(tok.token_id("[MASK]"), Some(103));
-        // Inference: the device without autodiff (no dropout, no graph).
-        let device = devices().remove(0).1.inner();
-        let (model, config) = SoftMaskBert::from_pretrained(&dir, &device).unwrap();
-        assert_eq!((config.num_hidden_layers, config.hidden_size), (6, 384));
-        let b = BertBatch::from_rows(
-            &enc.input_ids,
-            &enc.attention_mask,
-            Some(&enc.token_type_ids),
-            None,
-            config.vocab_size,
+        for (name, device) in devices() {
+            // Inference: the device without autodiff (no dropout, no graph).
+            let device = device.inner();
+            let (model, config) = SoftMaskBert::from_pretrained(&dir, &device).unwrap();
+            assert_eq!((config.num_hidden_layers, config.hidden_size), (6, 384));
+            let batcher = BertBatcher::new(tok.clone(), config.vocab_size).unwrap();
+            let b = batcher.batch_texts(&fx.sentences, &device).unwrap();
+            assert_eq!(
+                values_i64(b.input_ids.clone()),
+                fx.input_ids
+                    .concat()
+                    .iter()
+                    .map(|&v| i64::from(v))
+                    .collect::<Vec<_>>()
+            );
+            let hidden = model.forward(&b, None).unwrap();
+            assert_eq!(hidden.dims().to_vec(), fx.hidden_shape);
+            let first16 = values(hidden.clone().slice([0..3, 0..fx.hidden_shape[1], 0..16]));
+            let d = rel_diff(&first16, &fx.hidden_first16);
+            assert!(d < 1e-4, "{name}: hidden first 16 features: {d}");
+            let mean = values(hidden.clone().mean_dim(2));
+            assert!(
+                rel_diff(&mean, &fx.hidden_token_mean) < 1e-4,
+                "{name}: token means"
+            );
+            let std: Vec<f32> = values(hidden.var(2)).iter().map(|v| v.sqrt()).collect();
+            assert!(
+                rel_diff(&std, &fx.hidden_token_std) < 1e-4,
+                "{name}: token stds"
+            );
+        }
+    }
+
+    fn values_i64(t: Tensor<2, burn::tensor::Int>) -> Vec<i64> {
+        t.into_data().convert::<i64>().try_to_vec::<i64>().unwrap()
+    }
+
+    #[test]
+    fn batcher_masks_for_mlm() {
+        let Some(dir) = folder() else { return };
+        let tok = WordPieceTokenizer::from_file(dir.join("tokenizer.json"), 16).unwrap();
+        let mlm = MlmCollator::new(103, 30522, tok.special_ids(), 1)
+            .unwrap()
+            .with_probability(0.5)
+            .unwrap();
+        let batcher = BertBatcher::new(tok, 30522).unwrap().with_mlm(mlm);
+        let (_, device) = devices().remove(0);
+        let b = burn::data::dataloader::batcher::Batcher::batch(
+            &batcher,
+            vec!["the food is always great here".to_string()],
             &device,
         )
         .unwrap();
-        let hidden = model.forward(&b, None).unwrap();
-        assert_eq!(hidden.dims().to_vec(), fx.hidden_shape);
-        let first16 = values(hidden.clone().slice([0..3, 0..fx.hidden_shape[1], 0..16]));
-        let d = rel_diff(&first16, &fx.hidden_first16);
-        assert!(d < 1e-4, "hidden first 16 features: {d}");
-        let mean = values(hidden.clone().mean_dim(2));
-        assert!(rel_diff(&mean, &fx.hidden_token_mean) < 1e-4);
-        let var = hidden.var(2);
-        let std: Vec<f32> = values(var).iter().map(|v| v.sqrt()).collect();
-        assert!(rel_diff(&std, &fx.hidden_token_std) < 1e-4);
+        let labels = b
+            .labels
+            .unwrap()
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .unwrap();
+        assert_eq!(
+            (labels[0], *labels.last().unwrap()),
+            (-100, -100),
+            "[CLS] and [SEP] are never selected"
+        );
+        assert!(labels.iter().any(|&l| l != -100));
     }
 
     #[test]

@@ -11,11 +11,15 @@
 //! # Ok::<(), softmask::Error>(())
 //! ```
 
+#[cfg(feature = "wordpiece")]
+mod batcher;
 mod checkpoint;
 mod config;
 mod layers;
 mod model;
 
+#[cfg(feature = "wordpiece")]
+pub use batcher::BertBatcher;
 pub use config::BertConfig;
 pub use layers::{BertEmbeddings, BertLayer, BertMlmHead};
 pub use model::{BertBatch, HeadMaskLayout, MlmLoss, SoftMaskBert};
