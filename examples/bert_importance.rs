@@ -19,7 +19,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::Device;
 use softmask::*;
 
 struct Args {
@@ -58,22 +57,6 @@ fn parse() -> std::result::Result<Args, String> {
     Ok(a)
 }
 
-fn device(name: &str) -> Result<Device> {
-    let d = match name {
-        #[cfg(feature = "flex")]
-        "flex" => Device::flex(),
-        #[cfg(feature = "ndarray")]
-        #[allow(deprecated)]
-        "ndarray" => Device::ndarray(),
-        other => {
-            return Err(Error::InvalidConfig(format!(
-                "device {other:?} is not built in"
-            )));
-        }
-    };
-    Ok(d.autodiff())
-}
-
 fn main() -> ExitCode {
     let args = match parse() {
         Ok(a) => a,
@@ -95,7 +78,7 @@ fn run(args: &Args) -> Result<()> {
     if args.batch == 0 {
         return Err(Error::ZeroSize { what: "batch" });
     }
-    let device = device(&args.device)?;
+    let device = cpu_device(&args.device)?.autodiff();
     device.seed(0);
     let started = std::time::Instant::now();
     let (mut model, config) = SoftMaskBert::from_pretrained(&args.model, &device)?;

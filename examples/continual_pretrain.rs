@@ -49,19 +49,9 @@ fn parse_args() -> std::result::Result<Args, String> {
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
     }
-    args.device = match device_name.as_str() {
-        #[cfg(feature = "flex")]
-        "flex" => Device::flex(),
-        #[cfg(feature = "ndarray")]
-        #[allow(deprecated)]
-        "ndarray" => Device::ndarray(),
-        other => {
-            return Err(format!(
-                "device {other:?} is not built in (features: flex, ndarray)"
-            ));
-        }
-    }
-    .autodiff();
+    args.device = cpu_device(&device_name)
+        .map_err(|e| e.to_string())?
+        .autodiff();
     args.device_name = device_name;
     Ok(args)
 }

@@ -291,13 +291,7 @@ impl Importance {
         }
         let mut gates = Vec::with_capacity(names.len());
         for name in names {
-            let t = file
-                .tensors
-                .remove(name)
-                .ok_or_else(|| Error::MissingTensor {
-                    name: name.to_string(),
-                    path: path.to_path_buf(),
-                })?;
+            let t = file.remove(name, path)?;
             let [rows, units] = t.shape[..] else {
                 return Err(corrupt(format!(
                     "gate {name:?} has shape {:?}, not 2-D",

@@ -149,15 +149,19 @@ impl TensorFile {
         Ok(TensorFile { tensors, metadata })
     }
 
-    /// Takes a tensor out by name, checking its shape and that it is finite.
-    pub fn take(&mut self, name: &str, shape: &[usize], path: &Path) -> Result<HostTensor> {
-        let t = self
-            .tensors
+    /// Takes a tensor out by name; [`Error::MissingTensor`] when absent.
+    pub fn remove(&mut self, name: &str, path: &Path) -> Result<HostTensor> {
+        self.tensors
             .remove(name)
             .ok_or_else(|| Error::MissingTensor {
                 name: name.to_string(),
                 path: path.to_path_buf(),
-            })?;
+            })
+    }
+
+    /// Takes a tensor out by name, checking its shape and that it is finite.
+    pub fn take(&mut self, name: &str, shape: &[usize], path: &Path) -> Result<HostTensor> {
+        let t = self.remove(name, path)?;
         if t.shape != shape {
             return Err(Error::ShapeMismatch {
                 what: format!("tensor {name:?} in {}", path.display()),

@@ -51,6 +51,7 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+mod device;
 mod error;
 pub mod estimate;
 pub mod gates;
@@ -65,6 +66,7 @@ pub mod tokenize;
 pub mod train;
 
 pub use batch::{Batches, Shuffle, TokenBatch, TokenBatcher};
+pub use device::{cpu_device, cpu_devices};
 pub use error::{Error, Result};
 pub use estimate::{Accumulation, GradientSign, ImportanceEstimator, TokenCount};
 pub use gates::{GateLayout, GateSpec, Gates};

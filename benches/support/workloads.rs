@@ -44,15 +44,11 @@ pub const WORKLOADS: [Workload; 2] = [NOTEBOOK, WIDE];
 pub const OPS: [&str; 4] = ["importance", "step_gradient", "step_update", "step_plain"];
 
 /// The devices built in, with autodiff.
-#[allow(clippy::vec_init_then_push)] // one push per enabled backend feature
 pub fn devices() -> Vec<(&'static str, Device)> {
-    let mut out = Vec::new();
-    #[cfg(feature = "flex")]
-    out.push(("flex", Device::flex().autodiff()));
-    #[cfg(feature = "ndarray")]
-    #[allow(deprecated)]
-    out.push(("ndarray", Device::ndarray().autodiff()));
-    out
+    softmask::cpu_devices()
+        .into_iter()
+        .map(|(name, d)| (name, d.autodiff()))
+        .collect()
 }
 
 /// Everything one operation needs, built once.

@@ -9,14 +9,11 @@ use serde::Deserialize;
 use softmask::{GateLayout, Importance, SoftMaskNet, SoftMaskNetConfig, TokenBatch};
 
 /// Every CPU device the crate is built for, with autodiff, and its name.
-#[allow(clippy::vec_init_then_push)] // one push per enabled backend feature
 pub fn devices() -> Vec<(&'static str, Device)> {
-    let mut out = Vec::new();
-    #[cfg(feature = "flex")]
-    out.push(("flex", Device::flex().autodiff()));
-    #[cfg(feature = "ndarray")]
-    #[allow(deprecated)]
-    out.push(("ndarray", Device::ndarray().autodiff()));
+    let out: Vec<_> = softmask::cpu_devices()
+        .into_iter()
+        .map(|(name, d)| (name, d.autodiff()))
+        .collect();
     assert!(!out.is_empty(), "build with the flex or ndarray feature");
     out
 }
