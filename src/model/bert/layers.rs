@@ -70,7 +70,11 @@ impl BertLayer {
         let [batch, seq, hidden] = x.dims();
         let heads = self.heads;
         let head_dim = hidden / heads;
-        let split = |t: Tensor<3>| t.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
+        // Dense layers on [batch * seq, features]: one matrix product each
+        // (a 3-D Linear is a batched product whose weight gradient needs a
+        // [batch, in, out] temporary).
+        let x = x.reshape([batch * seq, hidden]);
+        let split = |t: Tensor<2>| t.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
         let q = split(self.query.forward(x.clone()));
         let k = split(self.key.forward(x.clone()));
         let v = split(self.value.forward(x.clone()));
@@ -85,7 +89,7 @@ impl BertLayer {
         let context = probs
             .matmul(v)
             .swap_dims(1, 2)
-            .reshape([batch, seq, hidden]);
+            .reshape([batch * seq, hidden]);
         let attended = self
             .hidden_dropout
             .forward(self.attention_output.forward(context));
@@ -93,14 +97,15 @@ impl BertLayer {
 
         let mut inter = self.intermediate.forward(attended.clone());
         if let Some(g) = &gates {
-            inter = inter * g.intermediate.clone().unsqueeze::<3>();
+            inter = inter * g.intermediate.clone().unsqueeze::<2>();
         }
         let mut out = self.output.forward(gelu(inter));
         if let Some(g) = &gates {
-            out = out * g.output.clone().unsqueeze::<3>();
+            out = out * g.output.clone().unsqueeze::<2>();
         }
         self.output_layer_norm
             .forward(self.hidden_dropout.forward(out) + attended)
+            .reshape([batch, seq, hidden])
     }
 }
 
