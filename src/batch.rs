@@ -23,6 +23,13 @@ impl TokenBatch {
     /// Builds a batch from raw ids (`[batch][seq]`) and labels, checking that
     /// the batch is non-empty and rectangular. All tokens count as real.
     pub fn from_ids(ids: &[Vec<u32>], labels: &[f32], device: &Device) -> Result<TokenBatch> {
+        if ids.len() != labels.len() {
+            return Err(Error::BadBatch(format!(
+                "{} rows of ids but {} labels",
+                ids.len(),
+                labels.len()
+            )));
+        }
         let examples: Vec<Example> = ids
             .iter()
             .zip(labels)
@@ -32,13 +39,6 @@ impl TokenBatch {
                 label,
             })
             .collect();
-        if ids.len() != labels.len() {
-            return Err(Error::BadBatch(format!(
-                "{} rows of ids but {} labels",
-                ids.len(),
-                labels.len()
-            )));
-        }
         TokenBatcher::new(None).batch_examples(&examples, device)
     }
 

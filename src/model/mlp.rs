@@ -10,7 +10,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::io::{HostTensor, TensorFile, to_host};
 use crate::mask::{Governed, SoftMaskable};
-use crate::model::{Dropout, DropoutConfig, Represent};
+use crate::model::{Dropout, DropoutConfig, Represent, check_token_ids};
 use crate::{Error, GateLayout, GateSpec, Gates, Result, TokenBatch};
 
 /// Configuration of [`SoftMaskNet`]; the defaults are the notebook's.
@@ -166,15 +166,7 @@ impl SoftMaskNet {
                 "input ids of shape [{batch}, {seq}]"
             )));
         }
-        let vocab_size = self.vocab_size();
-        let (lo, hi) = (
-            input_ids.clone().min().into_scalar::<i64>(),
-            input_ids.clone().max().into_scalar::<i64>(),
-        );
-        if lo < 0 || hi >= vocab_size as i64 {
-            let id = if lo < 0 { lo } else { hi };
-            return Err(Error::TokenOutOfVocab { id, vocab_size });
-        }
+        check_token_ids(input_ids, self.vocab_size())?;
         if let Some(g) = gates {
             g.check(&self.gate_layout())?;
         }

@@ -6,7 +6,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::layers::{BertEmbeddings, BertLayer, BertMlmHead, LayerGates};
 use crate::mask::{Governed, SoftMaskable};
-use crate::model::Represent;
+use crate::model::{Represent, check_token_ids};
 use crate::{Error, GateLayout, GateSpec, Gates, Result, TokenCount};
 
 /// A batch for the transformer: ids, padding mask, token types, MLM labels.
@@ -187,16 +187,7 @@ impl SoftMaskBert {
                 batch.token_type_ids.dims()
             )));
         }
-        let (lo, hi) = (
-            batch.input_ids.clone().min().into_scalar::<i64>(),
-            batch.input_ids.clone().max().into_scalar::<i64>(),
-        );
-        if lo < 0 || hi >= self.vocab_size as i64 {
-            return Err(Error::TokenOutOfVocab {
-                id: if lo < 0 { lo } else { hi },
-                vocab_size: self.vocab_size,
-            });
-        }
+        check_token_ids(&batch.input_ids, self.vocab_size)?;
         if let Some(g) = gates {
             g.check(&self.gate_layout())?;
         }
