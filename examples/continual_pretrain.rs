@@ -103,7 +103,7 @@ fn run(args: &Args) -> Result<()> {
     let config = SoftMaskNetConfig::new();
     let model = config.init(device)?;
     let proxy = KlToModel::new(config.init(device)?);
-    let vocab = Some(config.vocab_size);
+    let vocab = config.vocab_size;
 
     // Importance, the notebook's way.
     let mut estimator = ImportanceEstimator::new(
@@ -209,7 +209,7 @@ fn train(
     importance: &Importance,
     mode: Option<MaskMode>,
     args: &Args,
-    vocab: Option<usize>,
+    vocab: usize,
 ) -> Result<(SoftMaskNet, Vec<f32>)> {
     let adam = || AdamConfig::new().with_epsilon(1e-8).init();
     let mut masked = match mode {

@@ -6,6 +6,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
+use crate::limits::MAX_TOKEN_ID;
 use crate::{Error, Example, GroupedDataset, Result};
 
 /// A batch of examples on a device.
@@ -21,8 +22,20 @@ pub struct TokenBatch {
 
 impl TokenBatch {
     /// Builds a batch from raw ids (`[batch][seq]`) and labels, checking that
-    /// the batch is non-empty and rectangular. All tokens count as real.
-    pub fn from_ids(ids: &[Vec<u32>], labels: &[f32], device: &Device) -> Result<TokenBatch> {
+    /// the batch is non-empty and rectangular and every id is below
+    /// `vocab_size`. All tokens count as real.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BadBatch`] for an empty or ragged batch or a label count that
+    /// differs from the rows, [`Error::TokenOutOfVocab`] for an id at or above
+    /// `vocab_size` (or above [`MAX_TOKEN_ID`]).
+    pub fn from_ids(
+        ids: &[Vec<u32>],
+        labels: &[f32],
+        vocab_size: usize,
+        device: &Device,
+    ) -> Result<TokenBatch> {
         if ids.len() != labels.len() {
             return Err(Error::BadBatch(format!(
                 "{} rows of ids but {} labels",
@@ -39,7 +52,7 @@ impl TokenBatch {
                 label,
             })
             .collect();
-        TokenBatcher::new(None).batch_examples(&examples, device)
+        TokenBatcher::new(vocab_size).batch_examples(&examples, device)
     }
 
     /// Batch size and sequence length.
@@ -48,16 +61,39 @@ impl TokenBatch {
     }
 }
 
+/// Fails with [`Error::TokenOutOfVocab`] for the first id at or above
+/// `vocab_size`, or above [`MAX_TOKEN_ID`] whatever the vocabulary: checked
+/// on the host, before any tensor is made.
+pub(crate) fn check_ids<'a>(
+    ids: impl IntoIterator<Item = &'a u32>,
+    vocab_size: usize,
+) -> Result<()> {
+    let bound = id_bound(vocab_size);
+    match ids.into_iter().find(|&&id| id as usize >= bound) {
+        Some(&id) => Err(Error::TokenOutOfVocab {
+            id: i64::from(id),
+            vocab_size: bound,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The exclusive upper bound of valid ids for `vocab_size`: the vocabulary,
+/// capped at [`MAX_TOKEN_ID`]` + 1`.
+pub(crate) fn id_bound(vocab_size: usize) -> usize {
+    vocab_size.min(MAX_TOKEN_ID as usize + 1)
+}
+
 /// Stacks [`Example`]s into a [`TokenBatch`], checking ids against the
 /// vocabulary on the host, before any tensor is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenBatcher {
-    vocab_size: Option<usize>,
+    vocab_size: usize,
 }
 
 impl TokenBatcher {
-    /// A batcher that rejects ids at or above `vocab_size` (when given).
-    pub fn new(vocab_size: Option<usize>) -> TokenBatcher {
+    /// A batcher that rejects ids at or above `vocab_size`.
+    pub fn new(vocab_size: usize) -> TokenBatcher {
         TokenBatcher { vocab_size }
     }
 
@@ -85,14 +121,7 @@ impl TokenBatcher {
                     e.input_ids.len()
                 )));
             }
-            if let Some(vocab_size) = self.vocab_size
-                && let Some(&id) = e.input_ids.iter().find(|&&id| id as usize >= vocab_size)
-            {
-                return Err(Error::TokenOutOfVocab {
-                    id: i64::from(id),
-                    vocab_size,
-                });
-            }
+            check_ids(&e.input_ids, self.vocab_size)?;
             ids.extend(e.input_ids.iter().map(|&id| i64::from(id)));
             labels.push(e.label);
             real_tokens += e.real_len.min(seq);
@@ -146,7 +175,7 @@ impl GroupedDataset {
     /// let data = GroupedDataset::new(&ids, &GroupConfig::new(2))?;
     /// let device = burn::tensor::Device::default();
     /// let batches: Vec<_> = data
-    ///     .batches(2, Shuffle::Seeded(1), Some(10), &device)?
+    ///     .batches(2, Shuffle::Seeded(1), 10, &device)?
     ///     .collect::<Result<_, _>>()?;
     /// assert_eq!(batches.len(), 3);
     /// assert_eq!(batches[2].dims(), [1, 2]);
@@ -156,7 +185,7 @@ impl GroupedDataset {
         &self,
         batch_size: usize,
         shuffle: Shuffle,
-        vocab_size: Option<usize>,
+        vocab_size: usize,
         device: &Device,
     ) -> Result<Batches<'_>> {
         if batch_size == 0 {
@@ -215,8 +244,8 @@ mod tests {
         let ids = vec![(0..40).collect::<Vec<u32>>()];
         let d = GroupedDataset::new(&ids, &GroupConfig::new(4)).unwrap();
         let dev = Device::default();
-        let a = d.batches(3, Shuffle::Seeded(5), None, &dev).unwrap().plan();
-        let b = d.batches(3, Shuffle::Seeded(5), None, &dev).unwrap().plan();
+        let a = d.batches(3, Shuffle::Seeded(5), 40, &dev).unwrap().plan();
+        let b = d.batches(3, Shuffle::Seeded(5), 40, &dev).unwrap().plan();
         assert_eq!(a, b);
         let mut all: Vec<usize> = a.concat();
         assert_ne!(all, (0..10).collect::<Vec<_>>());
@@ -230,7 +259,7 @@ mod tests {
         let ids = vec![(0..6).collect::<Vec<u32>>()];
         let d = GroupedDataset::new(&ids, &GroupConfig::new(2)).unwrap();
         let dev = Device::default();
-        let batches = d.batches(2, Shuffle::None, Some(6), &dev).unwrap();
+        let batches = d.batches(2, Shuffle::None, 6, &dev).unwrap();
         let got: Vec<Vec<i64>> = batches
             .map(|b| {
                 b.unwrap()

@@ -60,7 +60,8 @@ impl TokenCount for TokenBatch {
 /// let duplicate = SoftMaskNetConfig::new().with_dropout(0.0).init(&device)?;
 /// let proxy = KlToModel::new(duplicate);
 ///
-/// let batch = TokenBatch::from_ids(&[vec![1, 2, 3, 4], vec![5, 6, 7, 8]], &[0.0, 1.0], &device)?;
+/// let ids = [vec![1, 2, 3, 4], vec![5, 6, 7, 8]];
+/// let batch = TokenBatch::from_ids(&ids, &[0.0, 1.0], model.vocab_size(), &device)?;
 /// let mut estimator = ImportanceEstimator::new(
 ///     model.gate_layout(), Accumulation::Cumulative, GradientSign::Signed)?;
 /// estimator.step(&model, &batch, &proxy)?;
@@ -123,9 +124,8 @@ impl ImportanceEstimator {
         let layout = model.gate_layout();
         if layout != self.layout {
             return Err(Error::LayoutMismatch(format!(
-                "the model's gates {:?} are not the estimator's {:?}",
-                names(&layout),
-                names(&self.layout)
+                "the model's gates {layout} are not the estimator's {}",
+                self.layout
             )));
         }
         let device = model_device(model)?;
@@ -217,10 +217,6 @@ impl ImportanceEstimator {
     pub fn finish(&self, normalization: Normalization) -> Result<Importance> {
         self.raw()?.normalized(normalization)
     }
-}
-
-fn names(layout: &GateLayout) -> Vec<&str> {
-    layout.specs().iter().map(|s| s.name.as_str()).collect()
 }
 
 /// The device of a model's parameters.

@@ -30,9 +30,30 @@ impl GateSpec {
         }
     }
 
-    /// Entries in the gate.
+    /// Entries in the gate (saturating; [`GateLayout::validate`] refuses a
+    /// gate past [`MAX_PARAMETERS`](crate::limits::MAX_PARAMETERS)).
     pub fn numel(&self) -> usize {
-        self.rows * self.units
+        self.rows.saturating_mul(self.units)
+    }
+}
+
+impl std::fmt::Display for GateSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} [{}, {}]", self.name, self.rows, self.units)
+    }
+}
+
+/// Lists the gates with their shapes: `[fc1 [1, 30], fc2 [1, 10]]`.
+impl std::fmt::Display for GateLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[")?;
+        for (i, s) in self.specs.iter().enumerate() {
+            if i > 0 {
+                write!(f, ", ")?;
+            }
+            write!(f, "{s}")?;
+        }
+        write!(f, "]")
     }
 }
 
@@ -48,7 +69,8 @@ impl GateLayout {
         GateLayout { specs }
     }
 
-    /// Checks that names are unique and every size is positive.
+    /// Checks that names are unique, every size is positive, and all gates
+    /// together stay within [`MAX_PARAMETERS`](crate::limits::MAX_PARAMETERS).
     pub fn validate(&self) -> Result<()> {
         let specs = &self.specs;
         for (i, s) in specs.iter().enumerate() {
@@ -65,6 +87,9 @@ impl GateLayout {
                 )));
             }
         }
+        let sizes: Vec<[usize; 2]> = specs.iter().map(|s| [s.rows, s.units]).collect();
+        let terms: Vec<&[usize]> = sizes.iter().map(|s| &s[..]).collect();
+        crate::limits::check_parameter_count("the gate layout", &terms)?;
         Ok(())
     }
 

@@ -5,6 +5,7 @@ use burn::data::dataset::Dataset;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+use crate::limits::MAX_SEQ_LENGTH;
 use crate::{Error, Result, Tokenizer};
 
 /// How a tokenized corpus is cut into training examples.
@@ -65,13 +66,20 @@ impl GroupedDataset {
     ///
     /// [`Error::ZeroSize`] for `max_seq_length` 0, [`Error::EmptyCorpus`] when the
     /// texts hold no token, [`Error::CorpusTooShort`] when they do not fill one
-    /// chunk and no padding is configured.
+    /// chunk and no padding is configured, [`Error::InvalidConfig`] for a
+    /// `max_seq_length` above [`MAX_SEQ_LENGTH`].
     pub fn new(texts: &[Vec<u32>], config: &GroupConfig) -> Result<GroupedDataset> {
         let len = config.max_seq_length;
         if len == 0 {
             return Err(Error::ZeroSize {
                 what: "max_seq_length",
             });
+        }
+        if len > MAX_SEQ_LENGTH {
+            return Err(Error::InvalidConfig(format!(
+                "max_seq_length {len} is more than the limit of {MAX_SEQ_LENGTH} \
+                 (softmask::limits::MAX_SEQ_LENGTH)"
+            )));
         }
         let all: Vec<u32> = texts.iter().flatten().copied().collect();
         if all.is_empty() {

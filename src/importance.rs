@@ -80,6 +80,13 @@ const FORMAT: &str = "softmask-importance-v1";
 
 impl Importance {
     /// Importance from per-gate values (row-major), checked against `layout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LayoutMismatch`] or [`Error::ShapeMismatch`] when the values do
+    /// not fit `layout`, [`Error::NonFinite`] for a NaN or infinite value: every
+    /// `Importance` holds finite values, so it can always be saved, loaded,
+    /// normalised and maxed.
     pub fn new(layout: &GateLayout, values: Vec<Vec<f32>>) -> Result<Importance> {
         layout.validate()?;
         if values.len() != layout.len() {
@@ -109,11 +116,14 @@ impl Importance {
                 })
             })
             .collect::<Result<_>>()?;
-        Ok(Importance { gates })
+        let imp = Importance { gates };
+        imp.check_finite()?;
+        Ok(imp)
     }
 
     /// All zeros: no unit protected.
     pub fn zeros(layout: &GateLayout) -> Result<Importance> {
+        layout.validate()?;
         Self::new(
             layout,
             layout
@@ -154,21 +164,17 @@ impl Importance {
 
     /// Checks that these values fit a model's gates, name by name and shape by shape.
     pub fn check_layout(&self, layout: &GateLayout) -> Result<()> {
+        self.check_layout_of(layout, "the model's")
+    }
+
+    /// [`check_layout`](Self::check_layout) against the layout of `whose`
+    /// (words for the error message).
+    fn check_layout_of(&self, layout: &GateLayout, whose: &str) -> Result<()> {
         let mine = self.layout();
-        if mine.len() != layout.len() {
+        if mine != *layout {
             return Err(Error::LayoutMismatch(format!(
-                "importance has {} gates, the model {}",
-                mine.len(),
-                layout.len()
+                "importance gates {mine} do not match {whose} {layout}"
             )));
-        }
-        for (a, b) in mine.specs().iter().zip(layout.specs()) {
-            if a != b {
-                return Err(Error::LayoutMismatch(format!(
-                    "importance gate {:?} is [{}, {}], the model's gate {:?} is [{}, {}]",
-                    a.name, a.rows, a.units, b.name, b.rows, b.units
-                )));
-            }
         }
         Ok(())
     }
@@ -220,8 +226,15 @@ impl Importance {
             .ok_or_else(|| Error::InvalidConfig("max of no importance".into()))?;
         let layout = first.layout();
         let mut out = first.clone();
-        for other in rest {
-            other.check_layout(&layout)?;
+        for (i, other) in rest.iter().enumerate() {
+            other
+                .check_layout_of(&layout, "the first importance's")
+                .map_err(|e| match e {
+                    Error::LayoutMismatch(m) => {
+                        Error::LayoutMismatch(format!("importance {}: {m}", i + 1))
+                    }
+                    e => e,
+                })?;
             for (a, b) in out.gates.iter_mut().zip(&other.gates) {
                 for (x, &y) in a.values.iter_mut().zip(&b.values) {
                     *x = x.max(y);
@@ -282,11 +295,20 @@ impl Importance {
         }
         let order = file.metadata.get("gates").cloned().unwrap_or_default();
         let names: Vec<&str> = order.split('\n').filter(|n| !n.is_empty()).collect();
-        if names.len() != file.tensors.len() {
+        for (i, name) in names.iter().enumerate() {
+            if let Some(j) = names[..i].iter().position(|n| n == name) {
+                return Err(corrupt(format!(
+                    "gate {name:?} is listed twice in the metadata (entries {} and {})",
+                    j + 1,
+                    i + 1
+                )));
+            }
+        }
+        let held = file.tensors.len() + file.skipped.len();
+        if names.len() != held {
             return Err(corrupt(format!(
-                "metadata lists {} gates, the file holds {} tensors",
+                "metadata lists {} gates, the file holds {held} tensors",
                 names.len(),
-                file.tensors.len()
             )));
         }
         let mut gates = Vec::with_capacity(names.len());

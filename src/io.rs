@@ -1,4 +1,5 @@
-//! Files: atomic writes and safetensors interchange.
+//! Files and host copies: atomic writes, safetensors interchange, and
+//! [`HostTensor`], a tensor's values copied to the host.
 //!
 //! Every file the crate writes goes to a temporary name in the same directory, is
 //! flushed to disk, and is then renamed over the target, so a crash leaves either
@@ -49,8 +50,24 @@ pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
-/// Reads a tensor back to the host as `f32`.
-pub(crate) fn to_host<const D: usize>(tensor: Tensor<D>) -> Result<HostTensor> {
+/// Copies a float tensor of any backend to the host as `f32` values.
+///
+/// # Example
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+///
+/// let t = Tensor::<2>::from_floats([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], &Device::default());
+/// let host = softmask::io::to_host(t)?;
+/// assert_eq!(host.shape, [2, 3]);
+/// assert_eq!(host.values, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+/// # Ok::<(), softmask::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::InvalidConfig`] when the backend cannot read the tensor back.
+pub fn to_host<const D: usize>(tensor: Tensor<D>) -> Result<HostTensor> {
     let data = tensor.into_data().convert::<f32>();
     let shape = data.shape().to_vec();
     let values = data
@@ -61,17 +78,20 @@ pub(crate) fn to_host<const D: usize>(tensor: Tensor<D>) -> Result<HostTensor> {
 
 /// A float tensor held on the host: row-major values and a shape.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct HostTensor {
+pub struct HostTensor {
     /// The shape, outermost axis first.
-    pub(crate) shape: Vec<usize>,
+    pub shape: Vec<usize>,
     /// The values, row-major.
-    pub(crate) values: Vec<f32>,
+    pub values: Vec<f32>,
 }
 
 impl HostTensor {
-    /// The transpose of a 2-D tensor (PyTorch `[out, in]` ⇄ burn `[in, out]`).
-    pub(crate) fn transposed(&self) -> HostTensor {
-        let (rows, cols) = (self.shape[0], self.shape[1]);
+    /// The transpose of a 2-D tensor (PyTorch `[out, in]` ⇄ burn `[in, out]`);
+    /// other ranks are returned unchanged.
+    pub fn transposed(&self) -> HostTensor {
+        let [rows, cols] = self.shape[..] else {
+            return self.clone();
+        };
         let mut values = vec![0.0; self.values.len()];
         for r in 0..rows {
             for c in 0..cols {
@@ -90,6 +110,19 @@ impl HostTensor {
 pub(crate) struct TensorFile {
     pub tensors: BTreeMap<String, HostTensor>,
     pub metadata: HashMap<String, String>,
+    /// Tensors of a non-float dtype (e.g. BERT's integer `position_ids`), by
+    /// name: not parameters, but named in the error when asked for as one.
+    pub skipped: BTreeMap<String, Dtype>,
+}
+
+impl From<BTreeMap<String, HostTensor>> for TensorFile {
+    /// A file of these tensors, without metadata.
+    fn from(tensors: BTreeMap<String, HostTensor>) -> TensorFile {
+        TensorFile {
+            tensors,
+            ..TensorFile::default()
+        }
+    }
 }
 
 impl TensorFile {
@@ -113,6 +146,7 @@ impl TensorFile {
             .clone()
             .unwrap_or_default();
         let mut tensors = BTreeMap::new();
+        let mut skipped = BTreeMap::new();
         for (name, view) in st.iter() {
             // Float tensors are read as f32; integer buffers (e.g. BERT's
             // `position_ids`) are not parameters and are skipped.
@@ -136,7 +170,10 @@ impl TensorFile {
                         f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
                     })
                     .collect(),
-                _ => continue,
+                other => {
+                    skipped.insert(name.to_string(), other);
+                    continue;
+                }
             };
             tensors.insert(
                 name.to_string(),
@@ -146,11 +183,22 @@ impl TensorFile {
                 },
             );
         }
-        Ok(TensorFile { tensors, metadata })
+        Ok(TensorFile {
+            tensors,
+            metadata,
+            skipped,
+        })
     }
 
-    /// Takes a tensor out by name; [`Error::MissingTensor`] when absent.
+    /// Takes a tensor out by name: [`Error::CorruptFile`] when the file holds
+    /// it with a non-float dtype, [`Error::MissingTensor`] when it is absent.
     pub fn remove(&mut self, name: &str, path: &Path) -> Result<HostTensor> {
+        if let Some(dtype) = self.skipped.get(name) {
+            return Err(Error::CorruptFile {
+                path: path.to_path_buf(),
+                reason: format!("tensor {name:?} has dtype {dtype:?}, not a float type"),
+            });
+        }
         self.tensors
             .remove(name)
             .ok_or_else(|| Error::MissingTensor {

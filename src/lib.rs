@@ -34,13 +34,13 @@
 //! let proxy = KlToModel::new(config.init(&device)?);
 //! let mut estimator =
 //!     ImportanceEstimator::new(model.gate_layout(), Accumulation::PerBatch, GradientSign::Signed)?;
-//! for batch in data.batches(2, Shuffle::Seeded(0), Some(tokenizer.vocab_size()), &device)? {
+//! for batch in data.batches(2, Shuffle::Seeded(0), tokenizer.vocab_size(), &device)? {
 //!     estimator.step(&model, &batch?, &proxy)?;
 //! }
 //! let importance = estimator.finish(Normalization::Reference)?;
 //!
 //! let mut optim = SoftMaskedOptimizer::new(AdamConfig::new().init(), &importance, &model, MaskMode::Update)?;
-//! for batch in data.batches(2, Shuffle::Seeded(1), Some(tokenizer.vocab_size()), &device)? {
+//! for batch in data.batches(2, Shuffle::Seeded(1), tokenizer.vocab_size(), &device)? {
 //!     let batch = batch?;
 //!     let loss = binary_cross_entropy(model.forward(batch.input_ids, None)?, batch.labels)?;
 //!     let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -57,7 +57,8 @@ pub mod estimate;
 pub mod gates;
 pub mod group;
 pub mod importance;
-mod io;
+pub mod io;
+pub mod limits;
 pub mod mask;
 pub mod mlm;
 pub mod model;
@@ -80,7 +81,7 @@ pub use mlm::{MaskedTokens, MlmCollator};
 pub use model::bert::BertBatcher;
 pub use model::{
     BertBatch, BertConfig, Dropout, DropoutConfig, HeadMaskLayout, MlmLoss, Represent,
-    SoftMaskBert, SoftMaskNet, SoftMaskNetConfig,
+    SoftMaskBert, SoftMaskNet, SoftMaskNetConfig, check_token_ids,
 };
 pub use proxy::{ImportanceProxy, KlToDropoutCopy, KlToModel, frozen, kl_over_sequence};
 #[cfg(feature = "wordpiece")]

@@ -10,7 +10,18 @@ use crate::{GradientSoftMasker, Importance, Result, SoftMaskable, UpdateSoftMask
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MaskMode {
     /// Scale gradients by `1 - I` before the step (the notebook). Right for
-    /// SGD; cancelled by Adam and AdamW.
+    /// SGD, whose step is proportional to the gradient.
+    ///
+    /// With Adam or AdamW the scale `c = 1 - I` of a unit multiplies both
+    /// moment estimates, `m` by `c` and `sqrt(v)` by `c`, so their ratio, the
+    /// step direction and size, is unchanged: what cancels is the scale of
+    /// the normalised step `m / sqrt(v)`. What remains is epsilon's share,
+    /// `c·m / (c·sqrt(v) + eps)`, which shrinks the step only where
+    /// `c·sqrt(v)` is comparable to `eps`, and AdamW's weight decay, which the
+    /// mask does not touch. Measured on the notebook, every unit moves as far
+    /// as without a mask (movement ratios 1.000), yet the trained weights
+    /// differ from unmasked training by about 1e-2 through epsilon; a
+    /// unit with `I = 1` (`c = 0`) is frozen only while its moments are zero.
     Gradient,
     /// Scale the step itself: `theta_old + (1 - I) * (theta_new - theta_old)`.
     /// Right for any optimizer, and the one to use with Adam or AdamW.
@@ -38,7 +49,7 @@ enum Masker {
 /// let adam = AdamConfig::new().with_epsilon(1e-8).init();
 /// let mut optim = SoftMaskedOptimizer::new(adam, &importance, &model, MaskMode::Update)?;
 ///
-/// let batch = TokenBatch::from_ids(&[vec![1, 2, 3]], &[1.0], &device)?;
+/// let batch = TokenBatch::from_ids(&[vec![1, 2, 3]], &[1.0], model.vocab_size(), &device)?;
 /// let loss = binary_cross_entropy(model.forward(batch.input_ids.clone(), None)?, batch.labels)?;
 /// let grads = GradientsParams::from_grads(loss.backward(), &model);
 /// optim.step(0.003, &mut model, grads)?;

@@ -30,6 +30,8 @@ struct Tiny {
     mlm_loss: f32,
     importance_mlm: std::collections::BTreeMap<String, Vec<f32>>,
     importance_kl: std::collections::BTreeMap<String, Vec<f32>>,
+    scaled_preactivation_absmax: Vec<f32>,
+    importance_mlm_scaled: std::collections::BTreeMap<String, Vec<f32>>,
 }
 
 fn tiny_dir() -> PathBuf {
@@ -169,6 +171,37 @@ fn tiny_importance_with_the_mlm_and_kl_proxies_matches_transformers() {
             kl.step(&model, b, &proxy).unwrap();
         }
         check_importance(&format!("{name}/kl"), &kl.raw().unwrap(), &fx.importance_kl);
+    }
+}
+
+/// GELU inputs as large as a trained checkpoint's (±4): where the exact GELU
+/// derivative and its tanh approximation part (burn 0.22's default backward),
+/// every gradient through the feed-forward blocks would be off by up to 1e-3.
+#[test]
+fn importance_with_realistic_gelu_inputs_matches_transformers_on_every_device() {
+    let fx = tiny_fixture();
+    assert!(
+        fx.scaled_preactivation_absmax.iter().all(|&m| m > 3.0),
+        "the scaled fixture must reach |x| > 3: {:?}",
+        fx.scaled_preactivation_absmax
+    );
+    for (name, device) in devices() {
+        let model = tiny_model("scaled.safetensors", &device);
+        let mut mlm = ImportanceEstimator::new(
+            model.gate_layout(),
+            Accumulation::PerBatch,
+            GradientSign::Signed,
+        )
+        .unwrap();
+        for b in &fx.batches {
+            mlm.step(&model, &batch(b, model.vocab_size(), &device), &MlmLoss)
+                .unwrap();
+        }
+        check_importance(
+            &format!("{name}/scaled mlm"),
+            &mlm.raw().unwrap(),
+            &fx.importance_mlm_scaled,
+        );
     }
 }
 
@@ -323,6 +356,51 @@ fn bert_bad_inputs() {
         "{err}"
     );
 
+    // Sizes no machine can hold: refused before anything is allocated (before,
+    // an abort on a 1.48 TB allocation).
+    let good = config.clone();
+    for (field, value, says) in [
+        (
+            "num_hidden_layers",
+            serde_json::json!(1_000_000_000u64),
+            "num_hidden_layers",
+        ),
+        (
+            "vocab_size",
+            serde_json::json!(1_000_000_000_000u64),
+            "vocab_size",
+        ),
+        ("hidden_size", serde_json::json!(4_000_000u64), "would hold"),
+        (
+            "max_position_embeddings",
+            serde_json::json!(1u64 << 40),
+            "would hold",
+        ),
+    ] {
+        let mut huge = good.clone();
+        huge[field] = value;
+        write(&huge);
+        let err = SoftMaskBert::from_pretrained(&dir, &device).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidConfig(m) if m.contains(says)),
+            "{field}: {err}"
+        );
+        let parsed: BertConfig = serde_json::from_value(huge).unwrap();
+        let err = parsed.init(&device).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidConfig(m) if m.contains(says)),
+            "{field}: {err}"
+        );
+    }
+    let held: usize = tiny_model("model.safetensors", &device)
+        .named_tensors()
+        .unwrap()
+        .values()
+        .map(|t| t.values.len())
+        .sum();
+    assert_eq!(tiny_config().num_parameters().unwrap(), held);
+    assert_eq!(held, 23_576);
+
     // Batches: too long, empty, ragged, out of vocabulary; gates of the wrong shape.
     let model = tiny_model("model.safetensors", &device);
     let long = vec![vec![5u32; 41]];
@@ -358,6 +436,71 @@ fn bert_bad_inputs() {
     );
     let err = model.mlm_loss(&ok, None).unwrap_err();
     assert!(err.to_string().contains("no MLM labels"), "{err}");
+    // A token type past the model's table (before: a panic in the embedding).
+    let types = BertBatch::from_rows(
+        &[vec![5, 6]],
+        &[vec![1, 1]],
+        Some(&[vec![0, 2]]),
+        None,
+        120,
+        &device,
+    )
+    .unwrap();
+    let err = model.forward(&types, None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "bad batch: token_type_ids hold 2, the model has 2 token types"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn dropout_can_be_switched_off_on_a_loaded_model_without_losing_autodiff() {
+    let fx = tiny_fixture();
+    for (name, device) in devices() {
+        // The checkpoint's config keeps dropout 0.1: two passes differ.
+        let dropping = SoftMaskBert::from_safetensors(
+            &BertConfig::load(tiny_dir().join("config.json")).unwrap(),
+            tiny_dir().join("model.safetensors"),
+            &device,
+        )
+        .unwrap();
+        let b = batch(&fx.batches[0], dropping.vocab_size(), &device);
+        let (x, y) = (
+            values(dropping.forward(&b, None).unwrap()),
+            values(dropping.forward(&b, None).unwrap()),
+        );
+        assert!(max_abs_diff(&x, &y) > 1e-3, "{name}: dropout is on");
+        let model = dropping.with_dropout(0.0).unwrap();
+        let hidden = model.forward(&b, None).unwrap();
+        assert!(hidden.device().is_autodiff(), "{name}: autodiff kept");
+        let d = rel_diff(&values(hidden), &fx.last_hidden_state);
+        assert!(d < 1e-4, "{name}: hidden {d}");
+        assert!(matches!(
+            model.with_dropout(1.0),
+            Err(Error::InvalidConfig(_))
+        ));
+    }
+}
+
+#[test]
+fn named_tensors_are_what_save_writes() {
+    let (_, device) = devices().remove(0);
+    let model = tiny_model("model.safetensors", &device);
+    let dir = temp_dir("bert-named");
+    let path = dir.join("saved.safetensors");
+    model.save_safetensors(&path).unwrap();
+    let saved = read_tensors(&path);
+    let named = model.named_tensors().unwrap();
+    assert_eq!(saved.len(), named.len());
+    for (name, t) in &named {
+        assert_eq!(saved[name], (t.shape.clone(), t.values.clone()), "{name}");
+    }
+    // PyTorch layout: [out, in] for the intermediate dense of hidden 32 -> 64.
+    assert_eq!(
+        named["bert.encoder.layer.0.intermediate.dense.weight"].shape,
+        [64, 32]
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

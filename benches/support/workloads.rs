@@ -86,7 +86,7 @@ impl Workload {
             })
             .collect();
         let labels: Vec<f32> = (0..self.batch).map(|i| (i % 2) as f32).collect();
-        let batch = TokenBatch::from_ids(&ids, &labels, device)?;
+        let batch = TokenBatch::from_ids(&ids, &labels, self.vocab, device)?;
         let layout = model.gate_layout();
         let values = layout
             .specs()

@@ -25,7 +25,7 @@ use crate::{Importance, Result, SoftMaskable};
 /// let importance = Importance::zeros(&model.gate_layout())?; // e.g. from ImportanceEstimator
 /// let masker = GradientSoftMasker::new(&importance, &model)?;
 ///
-/// let batch = TokenBatch::from_ids(&[vec![1, 2, 3]], &[1.0], &device)?;
+/// let batch = TokenBatch::from_ids(&[vec![1, 2, 3]], &[1.0], model.vocab_size(), &device)?;
 /// let loss = binary_cross_entropy(model.forward(batch.input_ids.clone(), None)?, batch.labels)?;
 /// let mut grads = GradientsParams::from_grads(loss.backward(), &model);
 /// masker.apply(&model, &mut grads)?;
@@ -60,10 +60,14 @@ impl GradientSoftMasker {
     ///
     /// # Errors
     ///
-    /// [`Error::NonFinite`](crate::Error::NonFinite) when a governed gradient holds
-    /// a NaN or infinity; `grads` is then left untouched.
+    /// Checked before anything changes, `grads` then left untouched:
+    /// [`Error::LayoutMismatch`](crate::Error::LayoutMismatch) when `model` is
+    /// not the instance this masker was built for,
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) for a gradient of
+    /// another shape than its parameter, [`Error::NonFinite`](crate::Error::NonFinite)
+    /// when any gradient holds a NaN or infinity.
     pub fn apply<M: Module>(&self, model: &M, grads: &mut GradientsParams) -> Result<()> {
-        self.plan.check_gradients(model, grads)?;
+        self.plan.check_step(model, grads)?;
         struct Scale<'a> {
             plan: &'a MaskPlan,
             grads: &'a mut GradientsParams,

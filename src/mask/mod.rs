@@ -233,10 +233,17 @@ impl MaskPlan {
             .reduce(|a, b| a * b)
     }
 
-    /// Fails with [`Error::NonFinite`] if a governed parameter's gradient holds
-    /// a NaN or infinity (or sums beyond f32). One reduction per parameter and
-    /// a single read-back.
-    pub(crate) fn check_gradients<M: Module>(
+    /// Checks everything an optimizer step could fail on, before anything
+    /// changes, so that no bad input reaches the step:
+    ///
+    /// - `model` is the instance this plan was built for (every governed
+    ///   parameter id is present), else [`Error::LayoutMismatch`];
+    /// - every gradient has its parameter's rank and shape, else
+    ///   [`Error::ShapeMismatch`];
+    /// - every gradient, governed or not, is finite, else [`Error::NonFinite`].
+    ///
+    /// One reduction per gradient and a single read-back.
+    pub(crate) fn check_step<M: Module>(
         &self,
         model: &M,
         grads: &burn::optim::GradientsParams,
@@ -244,8 +251,10 @@ impl MaskPlan {
         struct Check<'a> {
             plan: &'a MaskPlan,
             grads: &'a burn::optim::GradientsParams,
+            governed_present: usize,
             acc: Option<Tensor<1>>,
-            bad: Vec<String>,
+            bad_shape: Option<Error>,
+            non_finite: Vec<String>,
             path: Vec<String>,
             exact: bool,
         }
@@ -257,35 +266,74 @@ impl MaskPlan {
                 self.path.pop();
             }
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                if !self.plan.governs(&param.id) {
+                if self.plan.governs(&param.id) {
+                    self.governed_present += 1;
+                }
+                // burn's container panics on a gradient of another rank; caught
+                // here, outside any step, and turned into a typed error.
+                let id = param.id;
+                let grads = self.grads;
+                let got =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| grads.get::<D>(id)));
+                let g = match got {
+                    Ok(Some(g)) => g,
+                    Ok(None) => return,
+                    Err(_) => {
+                        self.bad_shape.get_or_insert_with(|| Error::ShapeMismatch {
+                            what: format!("gradient of {}", self.path.join(".")),
+                            expected: format!("a rank-{D} tensor like its parameter"),
+                            actual: "a tensor of another rank".into(),
+                        });
+                        return;
+                    }
+                };
+                let dims = param.shape().dims::<D>();
+                if g.dims() != dims {
+                    self.bad_shape.get_or_insert_with(|| Error::ShapeMismatch {
+                        what: format!("gradient of {}", self.path.join(".")),
+                        expected: format!("{dims:?}, the parameter's shape"),
+                        actual: format!("{:?}", g.dims()),
+                    });
                     return;
                 }
-                if let Some(g) = self.grads.get::<D>(param.id) {
-                    // The sum is NaN or ±inf when any element is (and when finite
-                    // elements overflow f32, a gradient worth refusing too).
-                    let probe = g.sum();
-                    if self.exact {
-                        if !probe.into_scalar::<f32>().is_finite() {
-                            self.bad.push(self.path.join("."));
-                        }
-                    } else {
-                        self.acc = Some(match self.acc.take() {
-                            Some(a) => a + probe,
-                            None => probe,
-                        });
+                // The sum is NaN or ±inf when any element is (and when finite
+                // elements overflow f32, a gradient worth refusing too).
+                let probe = g.sum();
+                if self.exact {
+                    if !probe.into_scalar::<f32>().is_finite() {
+                        self.non_finite.push(self.path.join("."));
                     }
+                } else {
+                    self.acc = Some(match self.acc.take() {
+                        Some(a) => a + probe,
+                        None => probe,
+                    });
                 }
             }
         }
         let mut check = Check {
             plan: self,
             grads,
+            governed_present: 0,
             acc: None,
-            bad: Vec::new(),
+            bad_shape: None,
+            non_finite: Vec::new(),
             path: Vec::new(),
             exact: false,
         };
         model.visit(&mut check);
+        if check.governed_present < self.masks.len() {
+            return Err(Error::LayoutMismatch(format!(
+                "{} of the {} parameters this soft-mask governs are not in the model: \
+                 it was built for another model instance (parameter ids differ); \
+                 build the masker from the model you step",
+                self.masks.len() - check.governed_present,
+                self.masks.len()
+            )));
+        }
+        if let Some(e) = check.bad_shape.take() {
+            return Err(e);
+        }
         let finite = check
             .acc
             .take()
@@ -296,7 +344,7 @@ impl MaskPlan {
         check.exact = true;
         model.visit(&mut check);
         Err(Error::NonFinite {
-            what: format!("gradient of {}", check.bad.join(", ")),
+            what: format!("gradient of {}", check.non_finite.join(", ")),
         })
     }
 }

@@ -17,6 +17,7 @@ use crate::{Error, Result, SoftMaskable};
 pub fn unit_movement<M: Module + SoftMaskable>(before: &M, after: &M) -> Result<Vec<Vec<f32>>> {
     let governed = after.governed();
     let layout = after.gate_layout();
+    layout.validate()?;
     let ids: Vec<ParamId> = governed.iter().map(|g| g.param).collect();
     let (old, new) = (host_values(before, &ids)?, host_values(after, &ids)?);
     let mut sq: Vec<Vec<f64>> = layout

@@ -28,7 +28,7 @@ use crate::{Error, Importance, Result, SoftMaskable};
 /// let masker = UpdateSoftMasker::new(&importance, &model)?;
 /// let mut optim = AdamConfig::new().init();
 ///
-/// let batch = TokenBatch::from_ids(&[vec![1, 2, 3]], &[1.0], &device)?;
+/// let batch = TokenBatch::from_ids(&[vec![1, 2, 3]], &[1.0], model.vocab_size(), &device)?;
 /// let loss = binary_cross_entropy(model.forward(batch.input_ids.clone(), None)?, batch.labels)?;
 /// let grads = GradientsParams::from_grads(loss.backward(), &model);
 /// let mut model = model;
@@ -82,13 +82,15 @@ impl UpdateSoftMasker {
     }
 
     /// Pulls every governed parameter of `model` (after the step) back towards
-    /// its `snapshot` value by `1 - I`.
+    /// its `snapshot` value by `1 - I`, in place.
     ///
     /// # Errors
     ///
-    /// [`Error::LayoutMismatch`] when `snapshot` was not taken from this model
-    /// (checked before anything changes).
-    pub fn apply<M: Module>(&self, model: M, snapshot: &Snapshot) -> Result<M> {
+    /// [`Error::LayoutMismatch`] when `model` is not the instance this masker
+    /// was built for, or `snapshot` was not taken from it (checked before
+    /// anything changes).
+    pub fn apply<M: Module>(&self, model: &mut M, snapshot: &Snapshot) -> Result<()> {
+        self.plan.check_step(model, &GradientsParams::new())?;
         struct Covered<'a> {
             plan: &'a MaskPlan,
             snapshot: &'a Snapshot,
@@ -118,7 +120,8 @@ impl UpdateSoftMasker {
                 covered.missing
             )));
         }
-        Ok(self.pull(model, snapshot))
+        crate::train::replace_with(model, |m| self.pull(m, snapshot));
+        Ok(())
     }
 
     /// [`apply`](Self::apply) for a snapshot known to cover the model.
@@ -164,8 +167,11 @@ impl UpdateSoftMasker {
     ///
     /// # Errors
     ///
-    /// [`Error::NonFinite`] when a governed gradient holds a NaN or infinity,
-    /// checked before the step: the model and the optimizer are then unchanged.
+    /// Checked before the step, the model and the optimizer then unchanged:
+    /// [`Error::LayoutMismatch`] when `model` is not the instance this masker
+    /// was built for, [`Error::ShapeMismatch`](crate::Error::ShapeMismatch)
+    /// for a gradient of another shape than its parameter, [`Error::NonFinite`]
+    /// when any gradient holds a NaN or infinity.
     pub fn step<M: Module>(
         &self,
         optim: &mut ModuleOptimizer,
@@ -173,7 +179,7 @@ impl UpdateSoftMasker {
         model: &mut M,
         grads: GradientsParams,
     ) -> Result<()> {
-        self.plan.check_gradients(model, &grads)?;
+        self.plan.check_step(model, &grads)?;
         let snapshot = self.snapshot(model);
         crate::train::replace_with(model, |m| self.pull(optim.step(lr, m, grads), &snapshot));
         Ok(())

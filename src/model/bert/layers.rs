@@ -2,10 +2,11 @@
 
 use burn::module::Module;
 use burn::nn::{Embedding, LayerNorm, Linear};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::{Int, Tensor};
 
 use crate::model::Dropout;
+use crate::model::gelu::gelu;
 
 /// Word + position + token-type embeddings, LayerNorm, dropout.
 #[derive(Module, Debug)]

@@ -62,30 +62,25 @@ impl BertBatch {
         if let Some(l) = labels {
             rect("labels", l.len(), &mut l.iter().map(Vec::len))?;
         }
-        if let Some(&id) = input_ids
-            .iter()
-            .flatten()
-            .find(|&&id| id as usize >= vocab_size)
-        {
-            return Err(Error::TokenOutOfVocab {
-                id: i64::from(id),
-                vocab_size,
-            });
-        }
+        crate::batch::check_ids(input_ids.iter().flatten(), vocab_size)?;
         if attention_mask.iter().flatten().any(|&m| m > 1) {
             return Err(Error::BadBatch(
                 "attention_mask holds values other than 0 and 1".into(),
             ));
         }
+        if let Some(t) = token_type_ids {
+            crate::batch::check_ids(t.iter().flatten(), usize::MAX)?;
+        }
+        let bound = crate::batch::id_bound(vocab_size) as i64;
         if let Some(l) = labels
             && let Some(&bad) = l
                 .iter()
                 .flatten()
-                .find(|&&v| v != -100 && (v < 0 || v as usize >= vocab_size))
+                .find(|&&v| v != -100 && !(0..bound).contains(&v))
         {
             return Err(Error::TokenOutOfVocab {
                 id: bad,
-                vocab_size,
+                vocab_size: bound as usize,
             });
         }
         let ints = |rows: &[Vec<u32>]| -> Tensor<2, Int> {
@@ -188,6 +183,19 @@ impl SoftMaskBert {
             )));
         }
         check_token_ids(&batch.input_ids, self.vocab_size)?;
+        let [types, _] = self
+            .embeddings
+            .token_type_embeddings
+            .weight
+            .shape()
+            .dims::<2>();
+        if let Err(Error::TokenOutOfVocab { id, .. }) =
+            check_token_ids(&batch.token_type_ids, types)
+        {
+            return Err(Error::BadBatch(format!(
+                "token_type_ids hold {id}, the model has {types} token types"
+            )));
+        }
         if let Some(g) = gates {
             g.check(&self.gate_layout())?;
         }

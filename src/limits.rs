@@ -1,0 +1,67 @@
+//! Limits: the documented bounds that sizes from a user or a file are checked
+//! against before anything is allocated.
+//!
+//! A configuration or file can name any size. Rather than let an absurd one
+//! reach an allocation (which aborts the process instead of returning an
+//! error), every size is checked here first and refused with a typed
+//! [`Error`] naming the field.
+
+use crate::{Error, Result};
+
+/// The most float values one model, gate layout or importance may hold:
+/// 2³² (16 GiB of `f32`), ten times BERT-large.
+pub const MAX_PARAMETERS: usize = 1 << 32;
+
+/// The most layers a model configuration may ask for: 1024, eight times the
+/// deepest published transformer. Each layer allocates its own tensors, so a
+/// count is bounded on its own as well as through [`MAX_PARAMETERS`].
+pub const MAX_LAYERS: usize = 1024;
+
+/// The longest chunk [`GroupConfig`](crate::GroupConfig) accepts: 2²⁰ tokens,
+/// far beyond any model's position table.
+pub const MAX_SEQ_LENGTH: usize = 1 << 20;
+
+/// The largest token id a batch may hold: burn's integer tensors are 32-bit
+/// on some backends, so ids (and vocabulary sizes) stay below 2³¹.
+pub const MAX_TOKEN_ID: u32 = i32::MAX as u32 - 1;
+
+/// Adds up `terms` (each a product of sizes) with overflow checks and fails
+/// with [`Error::InvalidConfig`] naming `what` when the total exceeds
+/// [`MAX_PARAMETERS`].
+pub(crate) fn check_parameter_count(what: &str, terms: &[&[usize]]) -> Result<usize> {
+    let total = terms.iter().try_fold(0usize, |acc, factors| {
+        factors
+            .iter()
+            .try_fold(1usize, |p, &f| p.checked_mul(f))
+            .and_then(|n| acc.checked_add(n))
+    });
+    match total {
+        Some(n) if n <= MAX_PARAMETERS => Ok(n),
+        Some(n) => Err(Error::InvalidConfig(format!(
+            "{what} would hold {n} values, more than the limit of {MAX_PARAMETERS} \
+             (softmask::limits::MAX_PARAMETERS)"
+        ))),
+        None => Err(Error::InvalidConfig(format!(
+            "{what} would hold more values than a machine can address \
+             (the limit is {MAX_PARAMETERS}, softmask::limits::MAX_PARAMETERS)"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_sums_of_products_and_refuses_overflow() {
+        assert_eq!(check_parameter_count("m", &[&[2, 3], &[4]]).unwrap(), 10);
+        assert_eq!(
+            check_parameter_count("m", &[&[MAX_PARAMETERS]]).unwrap(),
+            MAX_PARAMETERS
+        );
+        let err = check_parameter_count("m", &[&[MAX_PARAMETERS], &[1]]).unwrap_err();
+        assert!(err.to_string().contains("4294967297 values"), "{err}");
+        let err = check_parameter_count("m", &[&[usize::MAX, 2]]).unwrap_err();
+        assert!(err.to_string().contains("more values than"), "{err}");
+    }
+}
