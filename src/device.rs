@@ -2,7 +2,7 @@
 
 use burn::tensor::Device;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// The CPU devices built in (cargo features `flex`, `ndarray`), by name,
 /// without autodiff: `[("flex", …), ("ndarray", …)]`.

@@ -13,7 +13,7 @@ use std::path::Path;
 use burn::tensor::Tensor;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Writes `bytes` to `path` atomically: temporary file, `fsync`, rename.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -5,15 +5,21 @@
 //! damp the training of the important ones (DGA, arXiv 2301.08986; DAS,
 //! arXiv 2302.03241).
 //!
-//! The pipeline, one module per step:
+//! The pipeline, one module per stage:
 //!
-//! 1. [`tokenize`]: text to ids ([`Tokenizer`], [`WordTokenizer`]).
-//! 2. [`group`]: ids to fixed-length chunks ([`GroupedDataset`]), a burn `Dataset`.
-//! 3. [`batch`]: chunks to `[batch, seq]` tensors in a seeded order ([`TokenBatch`]).
-//! 4. [`model`]: a network with per-unit gates ([`SoftMaskNet`]; any model via [`SoftMaskable`]).
-//! 5. [`estimate`]: gate gradients of a [`proxy`] loss into [`Importance`].
-//! 6. [`mask`]: scale gradients ([`GradientSoftMasker`]) or updates ([`UpdateSoftMasker`]) by `1 - I`.
-//! 7. [`train`]: a burn optimizer with the mask around its step ([`SoftMaskedOptimizer`]).
+//! 1. [`data`]: text to ids ([`Tokenizer`], [`WordTokenizer`]), fixed-length
+//!    chunks ([`GroupedDataset`]), seeded `[batch, seq]` batches
+//!    ([`TokenBatch`]) and MLM masking ([`MlmCollator`]).
+//! 2. [`model`]: networks with per-unit gates ([`SoftMaskNet`], [`SoftMaskBert`];
+//!    any model via [`SoftMaskable`]).
+//! 3. [`importance`]: gate gradients of a proxy loss into [`Importance`]
+//!    ([`ImportanceEstimator`]).
+//! 4. [`mask`]: scale gradients ([`GradientSoftMasker`]) or updates
+//!    ([`UpdateSoftMasker`]) by `1 - I`, around any burn optimizer
+//!    ([`SoftMaskedOptimizer`]).
+//!
+//! [`io`] holds atomic writes and host copies, [`limits`] the bounds every
+//! size from a user or file is checked against.
 //!
 //! Nothing assumes a backend: tensors and modules carry none in burn 0.22, and
 //! the device picks it at run time. The cargo features `flex` and `ndarray`
@@ -50,41 +56,36 @@
 //! ```
 #![deny(missing_docs)]
 
-pub mod batch;
+pub mod data;
 mod device;
 mod error;
-pub mod estimate;
-pub mod gates;
-pub mod group;
 pub mod importance;
 pub mod io;
 pub mod limits;
 pub mod mask;
-pub mod mlm;
 pub mod model;
-pub mod proxy;
-pub mod tokenize;
-pub mod train;
 
-pub use batch::{Batches, Shuffle, TokenBatch, TokenBatcher};
+pub use data::batch::{Batches, Shuffle, TokenBatch, TokenBatcher};
+pub use data::group::{Example, GroupConfig, GroupedDataset};
+pub use data::mlm::{MaskedTokens, MlmCollator};
+#[cfg(feature = "wordpiece")]
+pub use data::tokenize::{EncodedBatch, WordPieceTokenizer};
+pub use data::tokenize::{Tokenizer, UnknownWords, WordTokenizer, split_words};
 pub use device::{cpu_device, cpu_devices};
 pub use error::{Error, Result};
-pub use estimate::{Accumulation, GradientSign, ImportanceEstimator, TokenCount};
-pub use gates::{GateLayout, GateSpec, Gates};
-pub use group::{Example, GroupConfig, GroupedDataset};
+pub use importance::estimate::{Accumulation, GradientSign, ImportanceEstimator, TokenCount};
+pub use importance::gates::{GateLayout, GateSpec, Gates};
+pub use importance::proxy::{
+    ImportanceProxy, KlToDropoutCopy, KlToModel, frozen, kl_over_sequence,
+};
 pub use importance::{GateImportance, Importance, Normalization};
 pub use mask::{
-    Governed, GradientSoftMasker, Snapshot, SoftMaskable, UpdateSoftMasker, unit_movement,
+    Governed, GradientSoftMasker, MaskMode, Snapshot, SoftMaskable, SoftMaskedOptimizer,
+    UpdateSoftMasker, unit_movement,
 };
-pub use mlm::{MaskedTokens, MlmCollator};
 #[cfg(feature = "wordpiece")]
 pub use model::bert::BertBatcher;
 pub use model::{
     BertBatch, BertConfig, Dropout, DropoutConfig, HeadMaskLayout, MlmLoss, Represent,
-    SoftMaskBert, SoftMaskNet, SoftMaskNetConfig, check_token_ids,
+    SoftMaskBert, SoftMaskNet, SoftMaskNetConfig, binary_cross_entropy, check_token_ids, gelu,
 };
-pub use proxy::{ImportanceProxy, KlToDropoutCopy, KlToModel, frozen, kl_over_sequence};
-#[cfg(feature = "wordpiece")]
-pub use tokenize::{EncodedBatch, WordPieceTokenizer};
-pub use tokenize::{Tokenizer, UnknownWords, WordTokenizer, split_words};
-pub use train::{MaskMode, SoftMaskedOptimizer, binary_cross_entropy};

@@ -6,7 +6,7 @@
 //! error), every size is checked here first and refused with a typed
 //! [`Error`] naming the field.
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// The most float values one model, gate layout or importance may hold:
 /// 2³² (16 GiB of `f32`), ten times BERT-large.

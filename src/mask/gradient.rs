@@ -5,7 +5,9 @@ use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 
 use super::MaskPlan;
-use crate::{Importance, Result, SoftMaskable};
+use crate::error::Result;
+use crate::importance::Importance;
+use crate::mask::SoftMaskable;
 
 /// Multiplies, between `backward` and `optimizer.step`, the gradient of every
 /// parameter a gate governs by `1 - importance` of the unit it feeds.

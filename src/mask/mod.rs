@@ -3,7 +3,7 @@
 //! A model tells the crate its gates and which parameters each gate governs
 //! ([`SoftMaskable`]); from that and an [`Importance`], one mechanism masks the
 //! gradients ([`GradientSoftMasker`]) or the updates ([`UpdateSoftMasker`]) of
-//! any model.
+//! any model, and [`SoftMaskedOptimizer`] puts either around a burn optimizer.
 //!
 //! # Which to use
 //!
@@ -16,10 +16,12 @@
 
 mod gradient;
 mod movement;
+mod optimizer;
 mod update;
 
 pub use gradient::GradientSoftMasker;
 pub use movement::unit_movement;
+pub use optimizer::{MaskMode, SoftMaskedOptimizer};
 pub use update::{Snapshot, UpdateSoftMasker};
 
 use std::collections::HashMap;
@@ -27,7 +29,9 @@ use std::collections::HashMap;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::{Error, GateLayout, Importance, Result};
+use crate::error::{Error, Result};
+use crate::importance::Importance;
+use crate::importance::gates::GateLayout;
 
 /// A model whose units carry gates: the one trait a model implements to use
 /// importance estimation and soft-masking.

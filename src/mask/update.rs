@@ -7,7 +7,9 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 
 use super::MaskPlan;
-use crate::{Error, Importance, Result, SoftMaskable};
+use crate::error::{Error, Result};
+use crate::importance::Importance;
+use crate::mask::SoftMaskable;
 
 /// Scales the *update* an optimizer makes to every governed parameter by
 /// `1 - importance`: `theta = theta_old + (1 - I) * (theta_new - theta_old)`.
@@ -120,7 +122,7 @@ impl UpdateSoftMasker {
                 covered.missing
             )));
         }
-        crate::train::replace_with(model, |m| self.pull(m, snapshot));
+        super::optimizer::replace_with(model, |m| self.pull(m, snapshot));
         Ok(())
     }
 
@@ -181,7 +183,7 @@ impl UpdateSoftMasker {
     ) -> Result<()> {
         self.plan.check_step(model, &grads)?;
         let snapshot = self.snapshot(model);
-        crate::train::replace_with(model, |m| self.pull(optim.step(lr, m, grads), &snapshot));
+        super::optimizer::replace_with(model, |m| self.pull(optim.step(lr, m, grads), &snapshot));
         Ok(())
     }
 }

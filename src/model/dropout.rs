@@ -4,7 +4,7 @@ use burn::config::Config;
 use burn::module::{Flag, Module, Param};
 use burn::tensor::{Distribution, Tensor, TensorData};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Configuration of [`Dropout`].
 #[derive(Config, Debug, PartialEq)]

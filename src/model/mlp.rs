@@ -9,11 +9,13 @@ use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use crate::data::batch::TokenBatch;
+use crate::error::{Error, Result};
+use crate::importance::gates::{GateLayout, GateSpec, Gates};
 use crate::io::{HostTensor, TensorFile, to_host};
 use crate::limits::{MAX_LAYERS, MAX_TOKEN_ID, check_parameter_count};
 use crate::mask::{Governed, SoftMaskable};
 use crate::model::{Dropout, DropoutConfig, Represent, check_token_ids};
-use crate::{Error, GateLayout, GateSpec, Gates, Result, TokenBatch};
 
 /// Configuration of [`SoftMaskNet`]; the defaults are the notebook's.
 #[derive(Config, Debug, PartialEq)]
@@ -334,4 +336,29 @@ impl Represent<TokenBatch> for SoftMaskNet {
     fn represent(&self, batch: &TokenBatch, gates: &Gates) -> Result<Tensor<3>> {
         self.forward_representation(batch.input_ids.clone(), Some(gates))
     }
+}
+
+/// PyTorch's `BCELoss` (mean reduction, logs clamped at -100).
+///
+/// # Shapes
+///
+/// - probs, targets: `[batch, 1]` (any equal shapes)
+/// - output: `[1]`
+///
+/// # Errors
+///
+/// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) when the shapes differ.
+pub fn binary_cross_entropy(probs: Tensor<2>, targets: Tensor<2>) -> Result<Tensor<1>> {
+    if probs.dims() != targets.dims() {
+        return Err(crate::Error::ShapeMismatch {
+            what: "binary cross-entropy targets".into(),
+            expected: format!("{:?}, the shape of the probabilities", probs.dims()),
+            actual: format!("{:?}", targets.dims()),
+        });
+    }
+    let log_p = probs.clone().log().clamp_min(-100.0);
+    let log_q = probs.neg().add_scalar(1.0).log().clamp_min(-100.0);
+    let pos = targets.clone() * log_p;
+    let neg = targets.neg().add_scalar(1.0) * log_q;
+    Ok((pos + neg).mean().neg())
 }

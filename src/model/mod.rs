@@ -12,11 +12,12 @@ mod mlp;
 pub use bert::{BertBatch, BertConfig, HeadMaskLayout, MlmLoss, SoftMaskBert};
 pub use dropout::{Dropout, DropoutConfig};
 pub use gelu::gelu;
-pub use mlp::{SoftMaskNet, SoftMaskNetConfig};
+pub use mlp::{SoftMaskNet, SoftMaskNetConfig, binary_cross_entropy};
 
 use burn::tensor::{Int, Tensor};
 
-use crate::{Error, Gates, Result};
+use crate::error::{Error, Result};
+use crate::importance::gates::Gates;
 
 /// A model that maps a batch to a gated representation `[batch, seq, hidden]`:
 /// what the KL importance proxies compare.

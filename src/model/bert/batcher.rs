@@ -6,7 +6,9 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::Device;
 
 use super::BertBatch;
-use crate::{Error, MlmCollator, Result, Tokenizer, WordPieceTokenizer};
+use crate::data::mlm::MlmCollator;
+use crate::data::tokenize::{Tokenizer, WordPieceTokenizer};
+use crate::error::{Error, Result};
 
 /// Tokenizes texts into a [`BertBatch`]: special tokens, truncation to the
 /// tokenizer's `max_length`, padding to the longest text, attention mask and

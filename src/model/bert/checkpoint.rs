@@ -9,9 +9,9 @@ use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
 use super::layers::{BertEmbeddings, BertLayer, BertMlmHead};
 use super::{BertConfig, SoftMaskBert};
+use crate::error::{Error, Result};
 use crate::io::{HostTensor, TensorFile, to_host};
 use crate::model::DropoutConfig;
-use crate::{Error, Result};
 
 /// Where parameters come from while building.
 trait Source {

@@ -4,8 +4,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
+use crate::io;
 use crate::limits::{MAX_LAYERS, MAX_TOKEN_ID, check_parameter_count};
-use crate::{Error, Result, io};
 
 /// Configuration of [`SoftMaskBert`](crate::SoftMaskBert), with the names and
 /// meanings of a Hugging Face BERT `config.json`.

@@ -5,9 +5,11 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::layers::{BertEmbeddings, BertLayer, BertMlmHead, LayerGates};
+use crate::error::{Error, Result};
+use crate::importance::estimate::TokenCount;
+use crate::importance::gates::{GateLayout, GateSpec, Gates};
 use crate::mask::{Governed, SoftMaskable};
 use crate::model::{Represent, check_token_ids};
-use crate::{Error, GateLayout, GateSpec, Gates, Result, TokenCount};
 
 /// A batch for the transformer: ids, padding mask, token types, MLM labels.
 #[derive(Debug, Clone)]
@@ -62,16 +64,16 @@ impl BertBatch {
         if let Some(l) = labels {
             rect("labels", l.len(), &mut l.iter().map(Vec::len))?;
         }
-        crate::batch::check_ids(input_ids.iter().flatten(), vocab_size)?;
+        crate::data::batch::check_ids(input_ids.iter().flatten(), vocab_size)?;
         if attention_mask.iter().flatten().any(|&m| m > 1) {
             return Err(Error::BadBatch(
                 "attention_mask holds values other than 0 and 1".into(),
             ));
         }
         if let Some(t) = token_type_ids {
-            crate::batch::check_ids(t.iter().flatten(), usize::MAX)?;
+            crate::data::batch::check_ids(t.iter().flatten(), usize::MAX)?;
         }
-        let bound = crate::batch::id_bound(vocab_size) as i64;
+        let bound = crate::data::batch::id_bound(vocab_size) as i64;
         if let Some(l) = labels
             && let Some(&bad) = l
                 .iter()
@@ -342,7 +344,7 @@ impl Represent<BertBatch> for SoftMaskBert {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MlmLoss;
 
-impl crate::ImportanceProxy<SoftMaskBert, BertBatch> for MlmLoss {
+impl crate::importance::proxy::ImportanceProxy<SoftMaskBert, BertBatch> for MlmLoss {
     fn loss(&self, model: &SoftMaskBert, gates: &Gates, batch: &BertBatch) -> Result<Tensor<1>> {
         model.mlm_loss(batch, Some(gates))
     }

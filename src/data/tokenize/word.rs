@@ -5,8 +5,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::tokenize::Tokenizer;
+use crate::error::{Error, Result};
 use crate::io;
-use crate::{Error, Result, Tokenizer};
 
 /// What [`WordTokenizer`] does with a word that is not in its vocabulary.
 ///

@@ -3,11 +3,13 @@
 use burn::module::Module;
 use burn::tensor::Device;
 
+use crate::data::batch::TokenBatch;
+use crate::error::{Error, Result};
+use crate::importance::gates::{GateLayout, Gates};
+use crate::importance::proxy::{ImportanceProxy, frozen};
+use crate::importance::{Importance, Normalization};
 use crate::io::to_host;
-use crate::proxy::{ImportanceProxy, frozen};
-use crate::{
-    Error, GateLayout, Gates, Importance, Normalization, Result, SoftMaskable, TokenBatch,
-};
+use crate::mask::SoftMaskable;
 
 /// How per-batch gate gradients are summed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,8 +5,9 @@ use burn::data::dataset::Dataset;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+use crate::data::tokenize::Tokenizer;
+use crate::error::{Error, Result};
 use crate::limits::MAX_SEQ_LENGTH;
-use crate::{Error, Result, Tokenizer};
 
 /// How a tokenized corpus is cut into training examples.
 #[derive(Config, Debug, PartialEq)]

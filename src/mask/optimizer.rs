@@ -1,10 +1,11 @@
-//! Train: soft-masked optimizer steps and the notebook's loss.
+//! Optimizer: any burn optimizer with a soft-mask around its step.
 
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::Tensor;
 
-use crate::{GradientSoftMasker, Importance, Result, SoftMaskable, UpdateSoftMasker};
+use crate::error::Result;
+use crate::importance::Importance;
+use crate::mask::{GradientSoftMasker, SoftMaskable, UpdateSoftMasker};
 
 /// Which soft-mask a [`SoftMaskedOptimizer`] applies. Always explicit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,31 +131,6 @@ pub(crate) fn replace_with<M>(slot: &mut M, f: impl FnOnce(M) -> M) {
         std::ptr::write(slot, f(old));
     }
     std::mem::forget(guard);
-}
-
-/// PyTorch's `BCELoss` (mean reduction, logs clamped at -100).
-///
-/// # Shapes
-///
-/// - probs, targets: `[batch, 1]` (any equal shapes)
-/// - output: `[1]`
-///
-/// # Errors
-///
-/// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) when the shapes differ.
-pub fn binary_cross_entropy(probs: Tensor<2>, targets: Tensor<2>) -> Result<Tensor<1>> {
-    if probs.dims() != targets.dims() {
-        return Err(crate::Error::ShapeMismatch {
-            what: "binary cross-entropy targets".into(),
-            expected: format!("{:?}, the shape of the probabilities", probs.dims()),
-            actual: format!("{:?}", targets.dims()),
-        });
-    }
-    let log_p = probs.clone().log().clamp_min(-100.0);
-    let log_q = probs.neg().add_scalar(1.0).log().clamp_min(-100.0);
-    let pos = targets.clone() * log_p;
-    let neg = targets.neg().add_scalar(1.0) * log_q;
-    Ok((pos + neg).mean().neg())
 }
 
 impl std::fmt::Debug for SoftMaskedOptimizer {

@@ -13,7 +13,7 @@ pub use word::{UnknownWords, WordTokenizer, split_words};
 #[cfg(feature = "wordpiece")]
 pub use wordpiece::{EncodedBatch, WordPieceTokenizer};
 
-use crate::Result;
+use crate::error::Result;
 
 /// Turns text into token ids and back. Implement it to plug another tokenizer
 /// (WordPiece, BPE…) into [`GroupedDataset`](crate::GroupedDataset).

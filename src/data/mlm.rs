@@ -3,7 +3,7 @@
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Model inputs and labels for the masked-LM loss.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,8 +3,9 @@
 use burn::module::Module;
 use burn::tensor::Tensor;
 
+use crate::error::{Error, Result};
+use crate::importance::gates::Gates;
 use crate::model::Represent;
-use crate::{Error, Gates, Result};
 
 /// A scalar loss of a model under gates, for one batch: its gradient with
 /// respect to the gates is the raw importance.

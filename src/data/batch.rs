@@ -6,8 +6,9 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
+use crate::data::group::{Example, GroupedDataset};
+use crate::error::{Error, Result};
 use crate::limits::MAX_TOKEN_ID;
-use crate::{Error, Example, GroupedDataset, Result};
 
 /// A batch of examples on a device.
 #[derive(Debug, Clone)]
@@ -237,7 +238,7 @@ impl Iterator for Batches<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::GroupConfig;
+    use crate::data::group::GroupConfig;
 
     #[test]
     fn seeded_order_is_a_reproducible_permutation() {

@@ -1,4 +1,14 @@
-//! Importance: per-unit importance of every gate, as plain host data.
+//! Importance: how much each unit (neuron, attention head) matters.
+//!
+//! 1. [`gates`]: per-unit multipliers a model applies to its gated layers.
+//! 2. [`proxy`]: the loss whose gate gradients define importance.
+//! 3. [`estimate`]: gate gradients over batches into raw importance.
+//! 4. [`Importance`] (this module): the values as plain host data,
+//!    normalised, saved, loaded and maxed across domains.
+
+pub mod estimate;
+pub mod gates;
+pub mod proxy;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -7,8 +17,9 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
+use crate::error::{Error, Result};
+use crate::importance::gates::{GateLayout, GateSpec};
 use crate::io::{HostTensor, TensorFile};
-use crate::{Error, GateLayout, GateSpec, Result};
 
 /// How raw importance is turned into `[0, 1)` per row of a gate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,8 @@ use std::path::Path;
 
 use tokenizers::{PaddingParams, PaddingStrategy, TruncationParams};
 
-use crate::{Error, Result, Tokenizer};
+use crate::data::tokenize::Tokenizer;
+use crate::error::{Error, Result};
 
 /// A batch of encoded texts, padded to its longest row.
 #[derive(Debug, Clone, PartialEq, Eq)]
