@@ -18,6 +18,9 @@
 //!    ([`UpdateSoftMasker`]) by `1 - I`, around any burn optimizer
 //!    ([`SoftMaskedOptimizer`]).
 //!
+//! 5. [`continual`]: the loop over a sequence of domains, with baselines,
+//!    evaluation, checkpoints and resume ([`continual::ContinualTrainer`]).
+//!
 //! [`io`] holds atomic writes and host copies, [`limits`] the bounds every
 //! size from a user or file is checked against.
 //!
@@ -56,6 +59,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod continual;
 pub mod data;
 mod device;
 mod error;

@@ -12,7 +12,8 @@ use crate::io::to_host;
 use crate::mask::SoftMaskable;
 
 /// How per-batch gate gradients are summed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Accumulation {
     /// The notebook and the research code: the gate's gradient is never zeroed,
     /// so after batch `t` it holds the sum of batches `1..=t`, and that running
@@ -23,7 +24,8 @@ pub enum Accumulation {
 }
 
 /// Whether gradients are used as they are or by magnitude.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum GradientSign {
     /// As computed (the notebook).
     Signed,

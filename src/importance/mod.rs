@@ -22,7 +22,8 @@ use crate::importance::gates::{GateLayout, GateSpec};
 use crate::io::{HostTensor, TensorFile};
 
 /// How raw importance is turned into `[0, 1)` per row of a gate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Normalization {
     /// The reference code: `|tanh((I - mean) / std)|`. A unit far *below* its
     /// row's mean counts as important as one far above it.
@@ -264,6 +265,20 @@ impl Importance {
         for g in &mut out.gates {
             for row in g.values.chunks_mut(g.units) {
                 row.shuffle(&mut rng);
+            }
+        }
+        out
+    }
+
+    /// Every row replaced by its mean: the uniform-damping control, which
+    /// keeps each layer's mean mask and drops the choice of units.
+    pub fn row_means(&self) -> Importance {
+        let mut out = self.clone();
+        for g in &mut out.gates {
+            for row in g.values.chunks_mut(g.units.max(1)) {
+                let mean =
+                    (row.iter().map(|&v| f64::from(v)).sum::<f64>() / row.len() as f64) as f32;
+                row.fill(mean);
             }
         }
         out

@@ -58,6 +58,18 @@ impl GradientSoftMasker {
         })
     }
 
+    /// The same masker, also damping every parameter no gate governs (word
+    /// embeddings, an LM head, LayerNorms) by a constant `c` in `[0, 1]`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for `c` outside `[0, 1]`.
+    pub fn with_ungoverned_damping(self, c: f64) -> Result<GradientSoftMasker> {
+        Ok(GradientSoftMasker {
+            plan: self.plan.with_ungoverned_damping(c)?,
+        })
+    }
+
     /// Masks the governed gradients in `grads`.
     ///
     /// # Errors

@@ -125,6 +125,9 @@ impl Governed {
 #[derive(Debug, Clone)]
 pub(crate) struct MaskPlan {
     masks: HashMap<ParamId, Vec<(usize, Tensor<1>)>>,
+    /// `1 - c` for the parameters no gate governs, when they are damped by `c`.
+    ungoverned: Option<f32>,
+    device: Device,
 }
 
 /// Shapes and device of a model's float parameters.
@@ -216,17 +219,37 @@ impl MaskPlan {
             let mask = Tensor::<1>::from_data(TensorData::new(values, [n]), &device);
             masks.entry(gov.param).or_default().push((gov.axis, mask));
         }
-        Ok(MaskPlan { masks })
+        Ok(MaskPlan {
+            masks,
+            ungoverned: None,
+            device,
+        })
     }
 
-    /// Whether `id` is governed.
+    /// The same plan, with every parameter no gate governs damped by `c`
+    /// (its gradient or update scaled by `1 - c`).
+    pub(crate) fn with_ungoverned_damping(mut self, c: f64) -> Result<MaskPlan> {
+        if !(0.0..=1.0).contains(&c) {
+            return Err(Error::InvalidConfig(format!(
+                "ungoverned damping must lie in [0, 1], got {c}"
+            )));
+        }
+        self.ungoverned = (c > 0.0).then_some(1.0 - c as f32);
+        Ok(self)
+    }
+
+    /// Whether `id` is masked: governed by a gate, or damped as ungoverned.
     pub(crate) fn governs(&self, id: &ParamId) -> bool {
-        self.masks.contains_key(id)
+        self.ungoverned.is_some() || self.masks.contains_key(id)
     }
 
-    /// The mask of a governed parameter of shape `dims`, broadcastable to it.
+    /// The mask of a masked parameter of shape `dims`, broadcastable to it.
     pub(crate) fn mask<const D: usize>(&self, id: &ParamId, dims: [usize; D]) -> Option<Tensor<D>> {
-        let parts = self.masks.get(id)?;
+        let Some(parts) = self.masks.get(id) else {
+            return self
+                .ungoverned
+                .map(|keep| Tensor::<D>::ones([1; D], &self.device).mul_scalar(keep));
+        };
         parts
             .iter()
             .map(|(axis, m)| {
@@ -270,7 +293,7 @@ impl MaskPlan {
                 self.path.pop();
             }
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                if self.plan.governs(&param.id) {
+                if self.plan.masks.contains_key(&param.id) {
                     self.governed_present += 1;
                 }
                 // burn's container panics on a gradient of another rank; caught

@@ -8,7 +8,8 @@ use crate::importance::Importance;
 use crate::mask::{GradientSoftMasker, SoftMaskable, UpdateSoftMasker};
 
 /// Which soft-mask a [`SoftMaskedOptimizer`] applies. Always explicit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum MaskMode {
     /// Scale gradients by `1 - I` before the step (the notebook). Right for
     /// SGD, whose step is proportional to the gradient.
@@ -74,6 +75,39 @@ impl SoftMaskedOptimizer {
             MaskMode::Update => Masker::Update(UpdateSoftMasker::new(importance, model)?),
         };
         Ok(SoftMaskedOptimizer { optim, masker })
+    }
+
+    /// The same optimizer, also damping every parameter no gate governs by a
+    /// constant `c` in `[0, 1]` (see
+    /// [`UpdateSoftMasker::with_ungoverned_damping`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for `c` outside `[0, 1]`.
+    pub fn with_ungoverned_damping(self, c: f64) -> Result<SoftMaskedOptimizer> {
+        let masker = match self.masker {
+            Masker::Gradient(m) => Masker::Gradient(m.with_ungoverned_damping(c)?),
+            Masker::Update(m) => Masker::Update(m.with_ungoverned_damping(c)?),
+        };
+        Ok(SoftMaskedOptimizer {
+            optim: self.optim,
+            masker,
+        })
+    }
+
+    /// Replaces the wrapped optimizer's state with one saved by
+    /// [`ModuleOptimizer::into_bytes`] (e.g. to resume a run).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) when the bytes
+    /// are not an optimizer state; the optimizer is then unchanged.
+    pub fn load_state(&mut self, bytes: Vec<u8>) -> Result<()> {
+        let fresh = self.optim.clone();
+        self.optim = fresh
+            .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+            .map_err(|e| crate::error::Error::InvalidConfig(format!("optimizer state: {e:?}")))?;
+        Ok(())
     }
 
     /// The mode in force.

@@ -60,6 +60,18 @@ impl UpdateSoftMasker {
         })
     }
 
+    /// The same masker, also damping every parameter no gate governs (word
+    /// embeddings, an LM head, LayerNorms) by a constant `c` in `[0, 1]`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for `c` outside `[0, 1]`.
+    pub fn with_ungoverned_damping(self, c: f64) -> Result<UpdateSoftMasker> {
+        Ok(UpdateSoftMasker {
+            plan: self.plan.with_ungoverned_damping(c)?,
+        })
+    }
+
     /// Records the governed parameters before the optimizer step (no copy:
     /// tensors are shared until the optimizer writes new ones).
     pub fn snapshot<M: Module>(&self, model: &M) -> Snapshot {

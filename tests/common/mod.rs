@@ -6,7 +6,14 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use serde::Deserialize;
-use softmask::{GateLayout, Importance, SoftMaskNet, SoftMaskNetConfig, TokenBatch};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use softmask::continual::{
+    BertMlmCollate, ContinualTrainer, MethodConfig, Outcome, TokenizedDomain,
+};
+use softmask::{
+    GateLayout, Importance, Result, SoftMaskBert, SoftMaskNet, SoftMaskNetConfig, TokenBatch,
+};
 
 /// Every CPU device the crate is built for, with autodiff, and its name.
 pub fn devices() -> Vec<(&'static str, Device)> {
@@ -174,3 +181,67 @@ pub fn param_shapes<M: burn::module::Module>(
 pub fn optimizer_state(optim: &burn::optim::ModuleOptimizer) -> Vec<u8> {
     optim.into_bytes().unwrap().to_vec()
 }
+
+// The continual loop on the tiny BERT fixture (tests/continual.rs, tests/resume.rs).
+
+pub fn tiny_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert/tiny")
+}
+
+pub fn tiny(device: &Device) -> SoftMaskBert {
+    SoftMaskBert::from_pretrained(tiny_dir(), device).unwrap().0
+}
+
+pub fn collate() -> BertMlmCollate {
+    // The fixture's ids: 0 pad, 2 a [CLS]-like id, 4 the [MASK]-like id.
+    BertMlmCollate::new(4, 0, 120, vec![0, 1, 2, 3, 4]).unwrap()
+}
+
+/// A domain of `chunks` training rows of 16 ids drawn from `lo..hi`.
+pub fn synthetic(name: &str, lo: u32, hi: u32, chunks: usize, seed: u64) -> TokenizedDomain {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut row = || {
+        std::iter::once(2)
+            .chain((0..15).map(|_| rng.random_range(lo..hi)))
+            .collect::<Vec<u32>>()
+    };
+    TokenizedDomain {
+        name: name.into(),
+        train: (0..chunks).map(|_| row()).collect(),
+        held_out: (0..3).map(|_| row()).collect(),
+    }
+}
+
+pub fn domains() -> Vec<TokenizedDomain> {
+    vec![
+        synthetic("alpha", 5, 60, 6, 1),
+        synthetic("beta", 60, 120, 6, 2),
+    ]
+}
+
+pub fn general() -> Vec<Vec<u32>> {
+    synthetic("general", 5, 120, 1, 3).held_out
+}
+
+/// A preset shrunk to seconds: 4 steps of 2 chunks per domain.
+pub fn quick(name: &str) -> MethodConfig {
+    let mut c = MethodConfig::preset(name).unwrap();
+    c.steps_per_domain = 4;
+    c.batch_size = 2;
+    c.seq_len = 16;
+    c.importance_batches = 2;
+    c.lr = 1e-3;
+    c.warmup_fraction = 0.25;
+    c
+}
+
+pub fn run(config: MethodConfig, out: &Path, resume: bool) -> Result<Outcome<SoftMaskBert>> {
+    let device = devices().remove(0).1;
+    ContinualTrainer::new(config, collate(), out)?.run(
+        tiny(&device),
+        &domains(),
+        Some(&general()),
+        resume,
+    )
+}
+

@@ -173,8 +173,7 @@ fn build(config: &BertConfig, src: &mut dyn Source, device: &Device) -> Result<S
         embeddings,
         layers,
         mlm,
-        max_positions: config.max_position_embeddings,
-        vocab_size: config.vocab_size,
+        config: config.clone(),
     })
 }
 
@@ -234,6 +233,16 @@ impl SoftMaskBert {
             head_missing,
         };
         build(config, &mut src, device)
+    }
+
+    /// Saves a Hugging Face checkpoint folder, `config.json` and
+    /// `model.safetensors`, that [`from_pretrained`](Self::from_pretrained)
+    /// (and `transformers`' `BertForMaskedLM.from_pretrained`) loads. Each
+    /// file is written atomically; `dir` must exist.
+    pub fn save_pretrained(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        self.config.save(dir.join("config.json"))?;
+        self.save_safetensors(dir.join("model.safetensors"))
     }
 
     /// Saves the weights as a `BertForMaskedLM` safetensors file in Hugging
@@ -324,6 +333,7 @@ impl SoftMaskBert {
     /// [`Error::InvalidConfig`] for `p` outside `[0, 1)`.
     pub fn with_dropout(mut self, p: f64) -> Result<SoftMaskBert> {
         let dropout = DropoutConfig::new(p).init()?;
+        self.config = self.config.with_dropout(p);
         self.embeddings.dropout = dropout.clone();
         for layer in &mut self.layers {
             layer.attention_dropout = dropout.clone();

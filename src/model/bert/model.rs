@@ -4,6 +4,7 @@ use burn::module::Module;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use super::BertConfig;
 use super::layers::{BertEmbeddings, BertLayer, BertMlmHead, LayerGates};
 use crate::error::{Error, Result};
 use crate::importance::estimate::TokenCount;
@@ -112,7 +113,8 @@ impl TokenCount for BertBatch {
 }
 
 /// Which parameters a head gate governs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum HeadMaskLayout {
     /// What a head owns: the output rows (PyTorch layout) of query, key and
     /// value and their biases, and the input columns of the attention output
@@ -137,8 +139,8 @@ pub struct SoftMaskBert {
     pub(crate) embeddings: BertEmbeddings,
     pub(crate) layers: Vec<BertLayer>,
     pub(crate) mlm: BertMlmHead,
-    pub(crate) max_positions: usize,
-    pub(crate) vocab_size: usize,
+    #[module(skip)]
+    pub(crate) config: BertConfig,
 }
 
 impl SoftMaskBert {
@@ -151,7 +153,13 @@ impl SoftMaskBert {
 
     /// Rows of the word embedding table.
     pub fn vocab_size(&self) -> usize {
-        self.vocab_size
+        self.config.vocab_size
+    }
+
+    /// The configuration the model was built with (dropout as last set by
+    /// [`with_dropout`](Self::with_dropout)).
+    pub fn config(&self) -> &BertConfig {
+        &self.config
     }
 
     /// The last hidden state.
@@ -171,10 +179,10 @@ impl SoftMaskBert {
         if b == 0 || s == 0 {
             return Err(Error::BadBatch(format!("empty batch [{b}, {s}]")));
         }
-        if s > self.max_positions {
+        if s > self.config.max_position_embeddings {
             return Err(Error::SequenceTooLong {
                 len: s,
-                max: self.max_positions,
+                max: self.config.max_position_embeddings,
             });
         }
         if batch.attention_mask.dims() != [b, s] || batch.token_type_ids.dims() != [b, s] {
@@ -184,13 +192,8 @@ impl SoftMaskBert {
                 batch.token_type_ids.dims()
             )));
         }
-        check_token_ids(&batch.input_ids, self.vocab_size)?;
-        let [types, _] = self
-            .embeddings
-            .token_type_embeddings
-            .weight
-            .shape()
-            .dims::<2>();
+        check_token_ids(&batch.input_ids, self.config.vocab_size)?;
+        let types = self.config.type_vocab_size;
         if let Err(Error::TokenOutOfVocab { id, .. }) =
             check_token_ids(&batch.token_type_ids, types)
         {

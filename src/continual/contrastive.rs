@@ -1,0 +1,123 @@
+//! DAS's knowledge-integration loss: a contrastive term between two dropout
+//! views of the same batch and a view through the accumulated importance.
+
+use burn::tensor::Tensor;
+use burn::tensor::activation::log_softmax;
+
+use crate::error::{Error, Result};
+
+/// Norms below this are clamped, as PyTorch's `cosine_similarity` does.
+const EPS: f32 = 1e-8;
+
+/// The DAS contrastive loss (METHOD.md §3).
+///
+/// `z1` and `z2` are two dropout views of the same batch, `z3` the view with
+/// the accumulated importance applied as forward gates. For each row `i` of
+/// `z1`, the logits are its cosine similarities to every row of `z2` and
+/// every row of `z3`, divided by `temperature`; the positive is `z2[i]`, and
+/// the loss is the mean cross-entropy over the rows.
+///
+/// # Shapes
+///
+/// - z1, z2, z3: `[batch, hidden]`
+/// - output: `[1]`
+///
+/// # Errors
+///
+/// [`Error::ShapeMismatch`] when the three views differ in shape or are
+/// empty, [`Error::InvalidConfig`] for a temperature that is not positive.
+///
+/// # Example
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// use softmask::continual::contrastive_loss;
+///
+/// let d = Device::default();
+/// let z = Tensor::<2>::from_floats([[1.0, 0.0], [0.0, 1.0]], &d);
+/// let away = Tensor::<2>::from_floats([[-1.0, 0.0], [0.0, -1.0]], &d);
+/// // Positives identical, the other row orthogonal, the gated view opposite.
+/// let loss = contrastive_loss(z.clone(), z, away, 1.0)?.into_scalar::<f32>();
+/// let e = std::f32::consts::E;
+/// let want = -(e / (e + 1.0 + 1.0 / e + 1.0)).ln();
+/// assert!((loss - want).abs() < 1e-6);
+/// # Ok::<(), softmask::Error>(())
+/// ```
+pub fn contrastive_loss(
+    z1: Tensor<2>,
+    z2: Tensor<2>,
+    z3: Tensor<2>,
+    temperature: f64,
+) -> Result<Tensor<1>> {
+    let dims = z1.dims();
+    for (what, z) in [("z2", &z2), ("z3", &z3)] {
+        if z.dims() != dims {
+            return Err(Error::ShapeMismatch {
+                what: format!("contrastive view {what}"),
+                expected: format!("{dims:?}, the shape of z1"),
+                actual: format!("{:?}", z.dims()),
+            });
+        }
+    }
+    let [batch, hidden] = dims;
+    if batch == 0 || hidden == 0 {
+        return Err(Error::ShapeMismatch {
+            what: "contrastive views".into(),
+            expected: "a non-empty [batch, hidden]".into(),
+            actual: format!("{dims:?}"),
+        });
+    }
+    if !(temperature.is_finite() && temperature > 0.0) {
+        return Err(Error::InvalidConfig(format!(
+            "contrastive temperature must be positive, got {temperature}"
+        )));
+    }
+    let unit = |z: Tensor<2>| {
+        let norm = z.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(EPS);
+        z / norm
+    };
+    let (a, b, c) = (unit(z1), unit(z2), unit(z3));
+    let others = Tensor::cat(vec![b, c], 0).transpose();
+    let logits = a.matmul(others).div_scalar(temperature as f32);
+    // The positive of row i is column i.
+    let eye = Tensor::<2>::eye(batch, &logits.device());
+    let eye = Tensor::cat(vec![eye.clone(), eye.zeros_like()], 1);
+    let picked = (log_softmax(logits, 1) * eye).sum();
+    Ok(picked.div_scalar(batch as f32).neg())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+
+    #[test]
+    fn matches_a_hand_computed_case_and_refuses_bad_shapes() {
+        let d = Device::default();
+        // Row 0 of z1 is [3, 4]: cosines to z2 rows [1, 0.6]; to z3 rows [0, -0.8].
+        let z1 = Tensor::<2>::from_floats([[3.0, 4.0], [1.0, 0.0]], &d);
+        let z2 = Tensor::<2>::from_floats([[6.0, 8.0], [0.0, 2.0]], &d);
+        let z3 = Tensor::<2>::from_floats([[-4.0, 3.0], [0.0, -5.0]], &d);
+        let t = 0.5;
+        let row = |cos: [f64; 4], pos: usize| {
+            let l: Vec<f64> = cos.iter().map(|c| c / t).collect();
+            let lse = l.iter().map(|v| v.exp()).sum::<f64>().ln();
+            lse - l[pos]
+        };
+        let want = (row([1.0, 0.8, -0.8, 0.0], 0) + row([0.6, 0.0, -0.8, 0.0], 1)) / 2.0;
+        let got = contrastive_loss(z1.clone(), z2.clone(), z3, t)
+            .unwrap()
+            .into_scalar::<f32>();
+        assert!((f64::from(got) - want).abs() < 1e-5, "{got} vs {want}");
+
+        let small = Tensor::<2>::zeros([1, 2], &d);
+        assert!(matches!(
+            contrastive_loss(z1.clone(), z2.clone(), small, t),
+            Err(Error::ShapeMismatch { .. })
+        ));
+        assert!(matches!(
+            contrastive_loss(z1.clone(), z2.clone(), z2, 0.0),
+            Err(Error::InvalidConfig(_))
+        ));
+    }
+}

@@ -1,0 +1,34 @@
+//! Continual: pre-training through a sequence of domains, protecting what
+//! the model knew (DAS, METHOD.md §3), with baselines, evaluation and resume.
+//!
+//! 1. [`domain`]: named corpora, split into training and held-out text, and
+//!    cut into token chunks.
+//! 2. [`objective`]: what a model needs for the loop ([`ContinualModel`]) and
+//!    how rows become batches ([`Collate`]); [`SoftMaskBert`](crate::SoftMaskBert)
+//!    implements both with MLM.
+//! 3. [`method`]: the presets (`ncl`, `dga`, `das`, `ewc`, the two controls)
+//!    and every option.
+//! 4. [`contrastive`], [`ewc`]: DAS's knowledge-integration loss, EWC's penalty.
+//! 5. [`trainer`]: the fixed loop ([`ContinualTrainer`]).
+//! 6. [`eval`]: the result matrix, forgetting, backward transfer, gain.
+//! 7. [`checkpoint`], [`observe`], [`plot`]: resume, hooks and logs, pictures.
+
+pub mod checkpoint;
+pub mod contrastive;
+pub mod domain;
+pub mod eval;
+pub mod ewc;
+pub mod method;
+pub mod objective;
+pub mod observe;
+pub mod plot;
+pub mod trainer;
+
+pub use contrastive::contrastive_loss;
+pub use domain::{Domain, TokenizedDomain};
+pub use eval::{ResultMatrix, Summary};
+pub use ewc::{Ewc, FisherAccumulator};
+pub use method::{Control, MethodConfig, OptimizerKind, PRESETS};
+pub use objective::{BertMlmCollate, Collate, ContinualModel};
+pub use observe::{JsonlLog, Observer, Progress, StepEvent};
+pub use trainer::{ContinualTrainer, Outcome, applied_importance};

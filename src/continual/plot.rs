@@ -1,0 +1,140 @@
+//! Plot: SVG pictures of importance (layer × unit heatmaps) and of the
+//! result matrix, written as plain SVG.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use super::eval::ResultMatrix;
+use crate::error::Result;
+use crate::importance::Importance;
+use crate::io;
+
+/// White (0) to dark red (1).
+fn heat(v: f32) -> String {
+    let v = v.clamp(0.0, 1.0);
+    let g = (255.0 * (1.0 - v)) as u8;
+    let b = (255.0 * (1.0 - v).powi(2)) as u8;
+    let r = (255.0 - 80.0 * v) as u8;
+    format!("#{r:02x}{g:02x}{b:02x}")
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The SVG of an importance: one heatmap per gate, a row per layer, a
+/// column per unit, darker for more protected.
+pub fn importance_svg(importance: &Importance) -> String {
+    let width = 900.0;
+    let (label, row_h, gap) = (110.0, 14.0, 28.0);
+    let mut y = 30.0;
+    let mut body = String::new();
+    for g in importance.gates() {
+        let cell = (width - label - 20.0) / g.units as f64;
+        let _ = writeln!(
+            body,
+            r#"<text x="4" y="{:.1}" font-size="12" font-family="sans-serif">{} [{} x {}]</text>"#,
+            y - 6.0,
+            escape(&g.name),
+            g.rows,
+            g.units
+        );
+        for r in 0..g.rows {
+            let _ = writeln!(
+                body,
+                r#"<text x="4" y="{:.1}" font-size="10" font-family="sans-serif">layer {r}</text>"#,
+                y + row_h - 3.0
+            );
+            for (u, &v) in g.row(r).unwrap_or(&[]).iter().enumerate() {
+                let _ = writeln!(
+                    body,
+                    r#"<rect x="{:.2}" y="{y:.1}" width="{:.2}" height="{row_h}" fill="{}"><title>{} layer {r} unit {u}: {v:.3}</title></rect>"#,
+                    label + u as f64 * cell,
+                    cell.max(0.5),
+                    heat(v),
+                    escape(&g.name)
+                );
+            }
+            y += row_h;
+        }
+        y += gap;
+    }
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{y:.0}" viewBox="0 0 {width} {y:.0}"><rect width="100%" height="100%" fill="white"/>
+<text x="4" y="16" font-size="13" font-family="sans-serif">importance (white 0, dark red 1)</text>
+{body}</svg>
+"#
+    )
+}
+
+/// Writes [`importance_svg`] to `path`, atomically.
+pub fn write_importance(importance: &Importance, path: &Path) -> Result<()> {
+    io::write_atomic(path, importance_svg(importance).as_bytes())
+}
+
+/// The SVG of a result matrix: held-out loss per stage (row) and evaluated
+/// set (column), each cell shaded by its change from the base model (red
+/// worse, blue better) and labelled with the loss.
+pub fn matrix_svg(m: &ResultMatrix) -> String {
+    let (cw, ch, left, top) = (110.0, 28.0, 130.0, 50.0);
+    let rows: Vec<(String, &Vec<f32>)> = std::iter::once(("base".to_string(), &m.base))
+        .chain(
+            m.domains
+                .iter()
+                .zip(&m.after)
+                .map(|(d, r)| (format!("after {d}"), r)),
+        )
+        .collect();
+    let width = left + cw * m.columns.len() as f64 + 10.0;
+    let height = top + ch * rows.len() as f64 + 10.0;
+    let mut body = String::new();
+    for (c, name) in m.columns.iter().enumerate() {
+        let _ = writeln!(
+            body,
+            r#"<text x="{:.1}" y="{:.1}" font-size="12" font-family="sans-serif" text-anchor="middle">{}</text>"#,
+            left + cw * (c as f64 + 0.5),
+            top - 8.0,
+            escape(name)
+        );
+    }
+    for (r, (name, values)) in rows.iter().enumerate() {
+        let y = top + ch * r as f64;
+        let _ = writeln!(
+            body,
+            r#"<text x="4" y="{:.1}" font-size="12" font-family="sans-serif">{}</text>"#,
+            y + ch * 0.65,
+            escape(name)
+        );
+        for (c, &v) in values.iter().enumerate() {
+            let delta = v - m.base.get(c).copied().unwrap_or(v);
+            let k = (delta.abs() / 2.0).min(1.0);
+            let shade = (255.0 * (1.0 - 0.7 * k)) as u8;
+            let fill = if delta > 0.0 {
+                format!("#ff{shade:02x}{shade:02x}")
+            } else {
+                format!("#{shade:02x}{shade:02x}ff")
+            };
+            let x = left + cw * c as f64;
+            let _ = writeln!(
+                body,
+                r#"<rect x="{x:.1}" y="{y:.1}" width="{cw}" height="{ch}" fill="{fill}" stroke="white"/><text x="{:.1}" y="{:.1}" font-size="12" font-family="sans-serif" text-anchor="middle">{v:.3}</text>"#,
+                x + cw / 2.0,
+                y + ch * 0.65
+            );
+        }
+    }
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}"><rect width="100%" height="100%" fill="white"/>
+<text x="4" y="16" font-size="13" font-family="sans-serif">{}: held-out loss (red: worse than base, blue: better)</text>
+{body}</svg>
+"#,
+        escape(&m.method)
+    )
+}
+
+/// Writes [`matrix_svg`] to `path`, atomically.
+pub fn write_matrix(m: &ResultMatrix, path: &Path) -> Result<()> {
+    io::write_atomic(path, matrix_svg(m).as_bytes())
+}

@@ -1,0 +1,216 @@
+//! The continual loop on the tiny BERT fixture: every method end to end, the
+//! mechanisms each pins, and bad input (resume after SIGKILL: tests/resume.rs).
+
+mod common;
+
+use std::path::Path;
+
+use burn::tensor::Device;
+use common::*;
+use softmask::continual::*;
+use softmask::*;
+
+#[test]
+fn every_method_runs_and_writes_its_results() {
+    for name in PRESETS {
+        let out = temp_dir(&format!("cont-{name}"));
+        let outcome = run(quick(name), &out, false).unwrap();
+        let m = &outcome.results;
+        assert_eq!(m.columns, ["general", "alpha", "beta"], "{name}");
+        assert_eq!(m.after.len(), 2, "{name}");
+        assert!(
+            m.base
+                .iter()
+                .chain(m.after.iter().flatten())
+                .all(|v| v.is_finite() && *v > 0.0)
+        );
+        for file in [
+            "results.json",
+            "results.csv",
+            "results.md",
+            "results.svg",
+            "log.jsonl",
+        ] {
+            assert!(out.join(file).is_file(), "{name}: {file}");
+        }
+        // The final checkpoint is a Hugging Face folder the model loads from.
+        let last = out.join("checkpoints/002-0000000");
+        let (reloaded, _) = SoftMaskBert::from_pretrained(&last, &Device::flex()).unwrap();
+        assert_eq!(
+            reloaded.named_tensors().unwrap(),
+            outcome.model.named_tensors().unwrap(),
+            "{name}"
+        );
+        let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+        assert_eq!(csv, m.to_csv());
+        std::fs::remove_dir_all(out).unwrap();
+    }
+}
+
+#[test]
+fn ncl_applies_no_mask_and_das_accumulates_by_max() {
+    let out = temp_dir("acc-ncl");
+    let ncl = run(quick("ncl"), &out, false).unwrap();
+    assert!(ncl.importance.is_none());
+    assert!(
+        std::fs::read_dir(out.join("importance"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+
+    let out = temp_dir("acc-das");
+    let das = run(quick("das"), &out, false).unwrap();
+    let load = |f: &str| Importance::load(out.join("importance").join(f)).unwrap();
+    let saved = [
+        load("general.safetensors"),
+        load("domain-alpha.safetensors"),
+        load("domain-beta.safetensors"),
+    ];
+    for imp in &saved {
+        // Saved normalised: every value in [0, 1).
+        assert!(
+            imp.gates()
+                .iter()
+                .flat_map(|g| &g.values)
+                .all(|v| (0.0..1.0).contains(v))
+        );
+    }
+    let want = Importance::max(&saved).unwrap();
+    assert_eq!(das.importance.unwrap(), want);
+    // Max is element-wise: never below any saved value, equal to one of them.
+    for (gi, g) in want.gates().iter().enumerate() {
+        for (u, &v) in g.values.iter().enumerate() {
+            let of: Vec<f32> = saved.iter().map(|s| s.gates()[gi].values[u]).collect();
+            assert!(of.contains(&v) && of.iter().all(|&x| x <= v));
+        }
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn controls_keep_each_layers_mean_mask_and_dga_masks_heads_only() {
+    let layout = GateLayout::new(vec![
+        GateSpec::new("heads", 2, 4),
+        GateSpec::new("output", 2, 3),
+    ]);
+    let acc = Importance::new(
+        &layout,
+        vec![
+            vec![0.9, 0.1, 0.5, 0.3, 0.0, 0.2, 0.8, 0.6],
+            vec![0.7, 0.2, 0.0, 0.4, 0.4, 0.1],
+        ],
+    )
+    .unwrap();
+    let mean_rows = |imp: &Importance| -> Vec<f32> {
+        imp.gates()
+            .iter()
+            .flat_map(|g| {
+                (0..g.rows).map(|r| g.row(r).unwrap().iter().sum::<f32>() / g.units as f32)
+            })
+            .collect()
+    };
+    let mut das = quick("das");
+    das.strength = 0.5;
+    let real = applied_importance(&das, &acc).unwrap();
+    assert_eq!(real.gates()[0].values[0], 0.45);
+    for control in ["das-permuted", "das-uniform"] {
+        let mut c = quick(control);
+        c.strength = 0.5;
+        let applied = applied_importance(&c, &acc).unwrap();
+        assert_ne!(applied, real, "{control}");
+        for (a, b) in mean_rows(&applied).iter().zip(mean_rows(&real)) {
+            assert!((a - b).abs() < 1e-6, "{control}: layer mean {a} vs {b}");
+        }
+    }
+    let dga = applied_importance(&quick("dga"), &acc).unwrap();
+    assert_eq!(dga.gates()[0], acc.gates()[0]);
+    assert!(dga.gates()[1].values.iter().all(|&v| v == 0.0));
+}
+
+#[test]
+fn bad_input_is_refused_with_a_typed_error_and_nothing_lost() {
+    let device = devices().remove(0).1;
+    let out = temp_dir("cont-bad");
+    let trainer = |c: MethodConfig, o: &Path| ContinualTrainer::new(c, collate(), o).unwrap();
+    let err = |r: Result<Outcome<SoftMaskBert>>| r.map(|_| ()).unwrap_err().to_string();
+
+    assert!(
+        err(trainer(quick("ncl"), &out).run(tiny(&device), &[], None, false)).contains("no domain")
+    );
+    let twice = vec![synthetic("a", 5, 60, 6, 1), synthetic("a", 5, 60, 6, 2)];
+    assert!(
+        err(trainer(quick("ncl"), &out).run(tiny(&device), &twice, None, false))
+            .contains("\"a\" appears twice")
+    );
+    let short = vec![synthetic("a", 5, 60, 1, 1)];
+    assert!(
+        err(trainer(quick("ncl"), &out).run(tiny(&device), &short, None, false))
+            .contains("fewer than one batch of 2")
+    );
+    let mut empty = synthetic("a", 5, 60, 6, 1);
+    empty.held_out.clear();
+    assert!(
+        err(trainer(quick("ncl"), &out).run(tiny(&device), &[empty], None, false))
+            .contains("empty held-out")
+    );
+    assert!(
+        MethodConfig::preset("hat")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown method")
+    );
+
+    // A finished run, then a fresh run into the same folder: refused, files kept.
+    run(quick("ncl"), &out, false).unwrap();
+    let before = std::fs::read(out.join("results.json")).unwrap();
+    assert!(err(run(quick("ncl"), &out, false)).contains("already holds a run"));
+    assert_eq!(std::fs::read(out.join("results.json")).unwrap(), before);
+    // Resuming it with another configuration or model is refused.
+    let mut other = quick("ncl");
+    other.lr = 2e-3;
+    assert!(err(run(other, &out, true)).contains("another method configuration"));
+    let bigger = SoftMaskBert::from_pretrained(tiny_dir(), &device)
+        .unwrap()
+        .1
+        .clone();
+    let mut wide = bigger;
+    wide.intermediate_size = 32;
+    let model = wide.init(&device).unwrap();
+    let r = ContinualTrainer::new(quick("ncl"), collate(), &out)
+        .unwrap()
+        .run(model, &domains(), Some(&general()), true);
+    assert!(
+        matches!(r, Err(Error::LayoutMismatch(_))),
+        "{:?}",
+        r.map(|_| ())
+    );
+    // A corrupt manifest is named, never taken for a checkpoint.
+    let last = out.join("checkpoints/002-0000000/manifest.json");
+    std::fs::write(&last, b"{ not json").unwrap();
+    assert!(matches!(
+        run(quick("ncl"), &out, true),
+        Err(Error::CorruptFile { .. })
+    ));
+    std::fs::remove_dir_all(&out).unwrap();
+
+    // A loss that turns non-finite stops the run with a typed error; the
+    // checkpoint of the last good step stays.
+    let out = temp_dir("cont-nan");
+    let mut wild = quick("ncl");
+    wild.lr = 1e30;
+    wild.warmup_fraction = 0.0;
+    wild.checkpoint_every = 1;
+    let e = run(wild, &out, false).map(|_| ()).unwrap_err();
+    assert!(
+        matches!(&e, Error::NonFinite { what } if what.contains("training loss")),
+        "{e}"
+    );
+    let kept: Vec<_> = std::fs::read_dir(out.join("checkpoints"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    std::fs::remove_dir_all(&out).unwrap();
+}
