@@ -30,7 +30,11 @@ const CHILD_ENV: &str = "SOFTMASK_CONTINUAL_CHILD_OUT";
 /// Steps a run has logged so far (across restarts).
 fn logged_steps(out: &Path) -> usize {
     std::fs::read_to_string(out.join("log.jsonl"))
-        .map(|log| log.lines().filter(|l| l.contains("\"event\":\"step\"")).count())
+        .map(|log| {
+            log.lines()
+                .filter(|l| l.contains("\"event\":\"step\""))
+                .count()
+        })
         .unwrap_or(0)
 }
 
@@ -75,7 +79,8 @@ fn resume_after_sigkill_ends_exactly_as_an_uninterrupted_run() {
                 .stderr(std::process::Stdio::null())
                 .spawn()
                 .unwrap();
-            let deadline = std::time::Instant::now() + took * 20 + std::time::Duration::from_secs(5);
+            let deadline =
+                std::time::Instant::now() + took * 20 + std::time::Duration::from_secs(5);
             while logged_steps(&out) < target
                 && child.try_wait().unwrap().is_none()
                 && std::time::Instant::now() < deadline
@@ -86,9 +91,15 @@ fn resume_after_sigkill_ends_exactly_as_an_uninterrupted_run() {
             let _ = child.kill(); // SIGKILL
             let _ = child.wait();
             let left: Vec<String> = std::fs::read_dir(out.join("checkpoints"))
-                .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
                 .unwrap_or_default();
-            mid_run |= left.iter().any(|n| !n.starts_with('.') && n != "002-0000000");
+            mid_run |= left
+                .iter()
+                .any(|n| !n.starts_with('.') && n != "002-0000000");
         }
         resumed_mid_run += usize::from(mid_run);
         let resume = out.join("checkpoints").exists();

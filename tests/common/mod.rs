@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use serde::Deserialize;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use serde::Deserialize;
 use softmask::continual::{
     BertMlmCollate, ContinualTrainer, MethodConfig, Outcome, TokenizedDomain,
 };
@@ -244,4 +244,3 @@ pub fn run(config: MethodConfig, out: &Path, resume: bool) -> Result<Outcome<Sof
         resume,
     )
 }
-
