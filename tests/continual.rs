@@ -214,3 +214,111 @@ fn bad_input_is_refused_with_a_typed_error_and_nothing_lost() {
     assert_eq!(kept.len(), 1, "{kept:?}");
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[derive(serde::Deserialize)]
+struct DasFixture {
+    temperature: f64,
+    lr: f64,
+    weight_decay: f64,
+    importance: std::collections::BTreeMap<String, Vec<f32>>,
+    mlm_loss: f32,
+    contrastive_loss: f32,
+}
+
+#[derive(serde::Deserialize)]
+struct TinyBatch {
+    input_ids: Vec<Vec<u32>>,
+    attention_mask: Vec<Vec<u32>>,
+    labels: Vec<Vec<i64>>,
+}
+
+/// One DAS step (MLM + contrastive, update-masked AdamW) against
+/// tools/reference/das_fixtures.py.
+#[test]
+fn a_das_step_matches_pytorch_on_every_device() {
+    let das = tiny_dir().parent().unwrap().join("das");
+    let fx: DasFixture =
+        serde_json::from_str(&std::fs::read_to_string(das.join("fixture.json")).unwrap()).unwrap();
+    #[derive(serde::Deserialize)]
+    struct Batches {
+        batches: Vec<TinyBatch>,
+    }
+    let b: Batches =
+        serde_json::from_str(&std::fs::read_to_string(tiny_dir().join("fixture.json")).unwrap())
+            .unwrap();
+    let b = &b.batches[0];
+    let want = read_tensors(&das.join("after_step.safetensors"));
+    for (name, device) in devices() {
+        let mut model = tiny(&device).with_dropout(0.0).unwrap();
+        let layout = model.gate_layout();
+        let importance = Importance::new(
+            &layout,
+            layout
+                .specs()
+                .iter()
+                .map(|s| fx.importance[&s.name].clone())
+                .collect(),
+        )
+        .unwrap();
+        let gates = Gates::from_tensors(
+            importance
+                .gates()
+                .iter()
+                .map(|g| {
+                    burn::tensor::Tensor::<2>::from_data(
+                        burn::tensor::TensorData::new(g.values.clone(), [g.rows, g.units]),
+                        &device,
+                    )
+                })
+                .collect(),
+            &layout,
+        )
+        .unwrap();
+        let batch = BertBatch::from_rows(
+            &b.input_ids,
+            &b.attention_mask,
+            None,
+            Some(&b.labels),
+            120,
+            &device,
+        )
+        .unwrap();
+        let mlm = model.loss(&batch, None).unwrap();
+        let contrastive = contrastive_loss(
+            model.pooled(&batch, None).unwrap(),
+            model.pooled(&batch, None).unwrap(),
+            model.pooled(&batch, Some(&gates)).unwrap(),
+            fx.temperature,
+        )
+        .unwrap();
+        let (m, c) = (
+            mlm.clone().into_scalar::<f32>(),
+            contrastive.clone().into_scalar::<f32>(),
+        );
+        assert!(
+            (m - fx.mlm_loss).abs() < 1e-5 * fx.mlm_loss,
+            "{name}: mlm {m} vs {}",
+            fx.mlm_loss
+        );
+        assert!(
+            (c - fx.contrastive_loss).abs() < 1e-4 * fx.contrastive_loss,
+            "{name}: contrastive {c} vs {}",
+            fx.contrastive_loss
+        );
+        let grads =
+            burn::optim::GradientsParams::from_grads((mlm + contrastive).backward(), &model);
+        let adamw = OptimizerKind::AdamW {
+            weight_decay: fx.weight_decay,
+        };
+        let mut optim =
+            SoftMaskedOptimizer::new(adamw.init(), &importance, &model, MaskMode::Update).unwrap();
+        optim.step(fx.lr, &mut model, grads).unwrap();
+        let got = model.named_tensors().unwrap();
+        for (key, (shape, values)) in &want {
+            let g = &got[key];
+            assert_eq!(&g.shape, shape, "{key}");
+            let d = max_abs_diff(&g.values, values);
+            assert!(d < 2e-6, "{name}: {key} differs by {d}");
+        }
+    }
+}
