@@ -29,7 +29,7 @@ fn escape(s: &str) -> String {
 pub fn importance_svg(importance: &Importance) -> String {
     let width = 900.0;
     let (label, row_h, gap) = (110.0, 14.0, 28.0);
-    let mut y = 30.0;
+    let mut y = 50.0;
     let mut body = String::new();
     for g in importance.gates() {
         let cell = (width - label - 20.0) / g.units as f64;
