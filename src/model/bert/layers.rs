@@ -120,12 +120,12 @@ pub struct BertMlmHead {
 }
 
 impl BertMlmHead {
-    pub(crate) fn forward(&self, hidden: Tensor<3>, word_embeddings: Tensor<2>) -> Tensor<3> {
+    /// Logits of `[positions, hidden]` rows: `[positions, vocab]`.
+    pub(crate) fn forward(&self, hidden: Tensor<2>, word_embeddings: Tensor<2>) -> Tensor<2> {
         let t = self
             .layer_norm
             .forward(gelu(self.transform.forward(hidden)));
         let [vocab, _] = word_embeddings.dims();
-        t.matmul(word_embeddings.transpose().unsqueeze::<3>())
-            + self.bias.val().reshape([1, 1, vocab])
+        t.matmul(word_embeddings.transpose()) + self.bias.val().reshape([1, vocab])
     }
 }

@@ -239,12 +239,21 @@ impl SoftMaskBert {
     /// - hidden: `[batch, seq, hidden]`
     /// - output: `[batch, seq, vocab]`
     pub fn mlm_logits(&self, hidden: Tensor<3>) -> Tensor<3> {
-        self.mlm
-            .forward(hidden, self.embeddings.word_embeddings.weight.val())
+        let [b, s, h] = hidden.dims();
+        let logits = self.mlm.forward(
+            hidden.reshape([b * s, h]),
+            self.embeddings.word_embeddings.weight.val(),
+        );
+        let [_, vocab] = logits.dims();
+        logits.reshape([b, s, vocab])
     }
 
     /// Mean cross-entropy of the MLM logits over the positions whose label is
     /// not -100 (as Hugging Face's `BertForMaskedLM`).
+    ///
+    /// The MLM head runs on the labelled positions only (about 15% of the
+    /// tokens); Hugging Face computes logits for every position and ignores
+    /// most of them. [`mlm_logits`](Self::mlm_logits) gives every position.
     ///
     /// # Errors
     ///
@@ -254,8 +263,33 @@ impl SoftMaskBert {
             .labels
             .clone()
             .ok_or_else(|| Error::BadBatch("the batch has no MLM labels".into()))?;
-        let logits = self.mlm_logits(self.forward(batch, gates)?);
-        cross_entropy_ignoring(logits, labels)
+        let hidden = self.forward(batch, gates)?;
+        let [b, s, h] = hidden.dims();
+        let device = hidden.device();
+        let flat = labels
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .map_err(|e| Error::BadBatch(format!("labels cannot be read: {e:?}")))?;
+        let (positions, targets): (Vec<i64>, Vec<i64>) = flat
+            .iter()
+            .enumerate()
+            .filter(|&(_, &l)| l != -100)
+            .map(|(i, &l)| (i as i64, l))
+            .unzip();
+        let n = positions.len();
+        if n == 0 {
+            return Err(Error::BadBatch("no position is labelled for MLM".into()));
+        }
+        let rows = hidden.reshape([b * s, h]).select(
+            0,
+            Tensor::<1, Int>::from_data(TensorData::new(positions, [n]), &device),
+        );
+        let logits = self
+            .mlm
+            .forward(rows, self.embeddings.word_embeddings.weight.val());
+        let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [n, 1]), &device);
+        Ok(log_softmax(logits, 1).gather(1, targets).mean().neg())
     }
 
     /// The parameters each gate governs, with the head layout of your choice
@@ -300,26 +334,6 @@ impl SoftMaskBert {
         }
         out
     }
-}
-
-/// Mean cross-entropy over positions whose label is not -100.
-fn cross_entropy_ignoring(logits: Tensor<3>, labels: Tensor<2, Int>) -> Result<Tensor<1>> {
-    let [b, s, v] = logits.dims();
-    let n = b * s;
-    let log_probs = log_softmax(logits.reshape([n, v]), 1);
-    let labels = labels.reshape([n]);
-    let keep = labels.clone().not_equal_elem(-100);
-    let count = keep.clone().int().sum().into_scalar::<i64>();
-    if count == 0 {
-        return Err(Error::BadBatch("no position is labelled for MLM".into()));
-    }
-    let safe = labels.mask_fill(keep.clone().bool_not(), 0).reshape([n, 1]);
-    let picked = log_probs.gather(1, safe).reshape([n]);
-    Ok(picked
-        .mask_fill(keep.bool_not(), 0.0)
-        .sum()
-        .div_scalar(count as f32)
-        .neg())
 }
 
 impl SoftMaskable for SoftMaskBert {
