@@ -210,3 +210,33 @@ fn a_gradient_of_another_shape_or_rank_is_refused() {
         }
     }
 }
+
+#[test]
+fn finite_gradients_whose_sums_only_overflow_together_are_accepted() {
+    let device = devices().remove(0).1;
+    let mut model = small_model(&device);
+    let imp = Importance::zeros(&model.gate_layout()).unwrap();
+    let mut optim =
+        SoftMaskedOptimizer::new(AdamConfig::new().init(), &imp, &model, MaskMode::Update).unwrap();
+    let inner = device.clone().inner();
+    let mut g = grads(&model);
+    // Two gradients each summing to 2e38 (finite); together past f32's range.
+    for (id, shape) in param_shapes(&model) {
+        let n: usize = shape.iter().product();
+        let mut values = vec![0.0f32; n];
+        if shape.len() == 1 {
+            values[0] = 2e38;
+        }
+        match shape.len() {
+            1 => g.register(
+                id,
+                Tensor::<1>::from_data(TensorData::new(values, shape), &inner),
+            ),
+            _ => g.register(
+                id,
+                Tensor::<2>::from_data(TensorData::new(values, shape), &inner),
+            ),
+        }
+    }
+    optim.step(0.1, &mut model, g).unwrap();
+}

@@ -269,7 +269,7 @@ impl MaskPlan {
     ///   [`Error::ShapeMismatch`];
     /// - every gradient, governed or not, is finite, else [`Error::NonFinite`].
     ///
-    /// One reduction per gradient and a single read-back.
+    /// One reduction per gradient, one over their sums, and a single read-back.
     pub(crate) fn check_step<M: Module>(
         &self,
         model: &M,
@@ -279,7 +279,7 @@ impl MaskPlan {
             plan: &'a MaskPlan,
             grads: &'a burn::optim::GradientsParams,
             governed_present: usize,
-            acc: Option<Tensor<1>>,
+            probes: Vec<Tensor<1>>,
             bad_shape: Option<Error>,
             non_finite: Vec<String>,
             path: Vec<String>,
@@ -331,10 +331,7 @@ impl MaskPlan {
                         self.non_finite.push(self.path.join("."));
                     }
                 } else {
-                    self.acc = Some(match self.acc.take() {
-                        Some(a) => a + probe,
-                        None => probe,
-                    });
+                    self.probes.push(probe);
                 }
             }
         }
@@ -342,7 +339,7 @@ impl MaskPlan {
             plan: self,
             grads,
             governed_present: 0,
-            acc: None,
+            probes: Vec::new(),
             bad_shape: None,
             non_finite: Vec::new(),
             path: Vec::new(),
@@ -361,15 +358,22 @@ impl MaskPlan {
         if let Some(e) = check.bad_shape.take() {
             return Err(e);
         }
-        let finite = check
-            .acc
-            .take()
-            .is_none_or(|a| a.into_scalar::<f32>().is_finite());
+        // One concatenation and one sum of the per-gradient sums, one read-back.
+        let probes = std::mem::take(&mut check.probes);
+        let finite = probes.is_empty()
+            || Tensor::cat(probes, 0)
+                .sum()
+                .into_scalar::<f32>()
+                .is_finite();
         if finite {
             return Ok(());
         }
         check.exact = true;
         model.visit(&mut check);
+        if check.non_finite.is_empty() {
+            // Each gradient's sum is finite; only their total overflowed.
+            return Ok(());
+        }
         Err(Error::NonFinite {
             what: format!("gradient of {}", check.non_finite.join(", ")),
         })
