@@ -121,25 +121,31 @@ const ORDER: u64 = 2;
 const IMPORTANCE: u64 = 3;
 const FISHER: u64 = 4;
 
-/// The rows of batch `index` of a seeded sequence of epochs over `n` chunks.
+/// The rows of batch `index` of a seeded sequence of epochs over the chunks:
+/// each epoch visits every chunk once, in an order drawn from `seed` and the
+/// epoch, so any batch can be found again from its index alone.
 fn batch_rows(chunks: &[Vec<u32>], batch: usize, index: usize, seed: u64) -> Vec<Vec<u32>> {
     let n = chunks.len();
-    let mut cached: Option<(usize, Vec<usize>)> = None;
-    (index * batch..(index + 1) * batch)
-        .map(|p| {
-            let epoch = p / n;
-            if cached.as_ref().is_none_or(|(e, _)| *e != epoch) {
-                let mut order: Vec<usize> = (0..n).collect();
-                order.shuffle(&mut StdRng::seed_from_u64(mix(
-                    seed,
-                    &[ORDER, epoch as u64],
-                )));
-                cached = Some((epoch, order));
-            }
-            let order = &cached.as_ref().map(|(_, o)| o.clone()).unwrap_or_default();
-            chunks[order[p % n]].clone()
-        })
-        .collect()
+    let order = |epoch: usize| {
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(mix(
+            seed,
+            &[ORDER, epoch as u64],
+        )));
+        order
+    };
+    let mut current: Option<(usize, Vec<usize>)> = None;
+    let mut rows = Vec::with_capacity(batch);
+    for p in index * batch..(index + 1) * batch {
+        let epoch = p / n;
+        if current.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            current = Some((epoch, order(epoch)));
+        }
+        if let Some((_, o)) = &current {
+            rows.push(chunks[o[p % n]].clone());
+        }
+    }
+    rows
 }
 
 /// Parameter ids of a module, in visiting order.
@@ -775,4 +781,38 @@ fn describe_mismatch(saved: &RunIdentity, now: &RunIdentity, dir: &Path) -> Erro
         "checkpoint {at} was written for other domains or data ({:?})",
         saved.domains.iter().map(|(n, _)| n).collect::<Vec<_>>()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_visit_every_chunk_once_per_epoch_and_depend_on_the_seed() {
+        let chunks: Vec<Vec<u32>> = (0..5).map(|i| vec![i]).collect();
+        // Batches of 2 over 5 chunks: batches 0..5 span two epochs.
+        let seen: Vec<u32> = (0..5)
+            .flat_map(|b| batch_rows(&chunks, 2, b, 9))
+            .map(|r| r[0])
+            .collect();
+        for epoch in seen.chunks(5) {
+            let mut e = epoch.to_vec();
+            e.sort();
+            assert_eq!(e, [0, 1, 2, 3, 4]);
+        }
+        assert_eq!(batch_rows(&chunks, 2, 3, 9), batch_rows(&chunks, 2, 3, 9));
+        let other: Vec<u32> = (0..5)
+            .flat_map(|b| batch_rows(&chunks, 2, b, 10))
+            .map(|r| r[0])
+            .collect();
+        assert_ne!(seen, other);
+    }
+
+    #[test]
+    fn mix_separates_streams() {
+        assert_ne!(mix(1, &[TRAIN, 0, 0]), mix(1, &[TRAIN, 0, 1]));
+        assert_ne!(mix(1, &[TRAIN, 0, 1]), mix(1, &[TRAIN, 1, 0]));
+        assert_ne!(mix(1, &[TRAIN]), mix(2, &[TRAIN]));
+        assert_eq!(mix(7, &[ORDER, 3]), mix(7, &[ORDER, 3]));
+    }
 }
