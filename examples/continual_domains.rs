@@ -16,7 +16,8 @@
 //! `--seq-len`, `--lr`, `--warmup`, `--importance-batches`, `--mask-mode
 //! gradient|update`, `--optimizer adamw|sgd`, `--strength`,
 //! `--ungoverned-damping`, `--ewc-lambda`, `--no-contrastive`, `--temperature`,
-//! `--seed`, `--checkpoint-every`; `--max-chunks N` caps each side of a domain,
+//! `--seed`, `--checkpoint-every`, `--head-layout semantic|reference`;
+//! `--max-chunks N` caps each side of a domain,
 //! `--device flex|ndarray` picks the CPU backend.
 //!
 //! The run folder receives `results.{json,csv,md,svg}`, an importance heatmap
@@ -30,7 +31,10 @@ use softmask::continual::{
     BertMlmCollate, ContinualTrainer, Domain, MethodConfig, OptimizerKind, Progress,
     TokenizedDomain,
 };
-use softmask::{Error, MaskMode, Result, SoftMaskBert, Tokenizer, WordPieceTokenizer, cpu_device};
+use softmask::{
+    Error, HeadMaskLayout, MaskMode, Result, SoftMaskBert, Tokenizer, WordPieceTokenizer,
+    cpu_device,
+};
 
 struct Args {
     model: PathBuf,
@@ -40,6 +44,7 @@ struct Args {
     resume: bool,
     device: String,
     max_chunks: usize,
+    head_layout: HeadMaskLayout,
     config: MethodConfig,
 }
 
@@ -59,6 +64,7 @@ fn parse() -> std::result::Result<Args, String> {
         resume: false,
         device: "flex".into(),
         max_chunks: 400,
+        head_layout: HeadMaskLayout::Semantic,
         config,
     };
     let mut it = argv.into_iter();
@@ -91,6 +97,17 @@ fn parse() -> std::result::Result<Args, String> {
             "--out" => a.out = v.into(),
             "--device" => a.device = v,
             "--max-chunks" => a.max_chunks = int(&v)?,
+            "--head-layout" => {
+                a.head_layout = match v.as_str() {
+                    "semantic" => HeadMaskLayout::Semantic,
+                    "reference" => HeadMaskLayout::Reference,
+                    other => {
+                        return Err(format!(
+                            "--head-layout: {other:?} is not semantic or reference"
+                        ));
+                    }
+                }
+            }
             "--steps" => c.steps_per_domain = int(&v)?,
             "--batch-size" => c.batch_size = int(&v)?,
             "--seq-len" => c.seq_len = int(&v)?,
@@ -166,6 +183,7 @@ fn run(args: Args) -> Result<()> {
     // resumed run starts from the same base model.
     device.seed(args.config.seed);
     let (model, config) = SoftMaskBert::from_pretrained(&args.model, &device)?;
+    let model = model.with_head_layout(args.head_layout);
     let tokenizer =
         WordPieceTokenizer::from_file(args.model.join("tokenizer.json"), args.config.seq_len)?;
     let id = |t: &str| {

@@ -630,3 +630,30 @@ mod minilm {
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
+
+#[test]
+fn the_head_layout_in_force_is_what_the_maskers_and_the_loop_see() {
+    let (_, device) = devices().remove(0);
+    let model = tiny_model("model.safetensors", &device);
+    assert_eq!(model.head_layout(), HeadMaskLayout::Semantic);
+    assert_eq!(
+        model.governed(),
+        model.governed_with(HeadMaskLayout::Semantic)
+    );
+    let reference = model.with_head_layout(HeadMaskLayout::Reference);
+    assert_eq!(
+        reference.governed(),
+        reference.governed_with(HeadMaskLayout::Reference)
+    );
+    assert_ne!(
+        reference.governed(),
+        reference.governed_with(HeadMaskLayout::Semantic)
+    );
+    // A checkpoint the loop reloads keeps the layout.
+    use softmask::continual::ContinualModel;
+    let dir = temp_dir("bert-layout");
+    reference.save_weights(&dir).unwrap();
+    let loaded = reference.load_weights(&dir).unwrap();
+    assert_eq!(loaded.head_layout(), HeadMaskLayout::Reference);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -159,12 +159,13 @@ impl ContinualModel<BertBatch> for SoftMaskBert {
         self.save_pretrained(dir)
     }
 
-    /// Reads `model.safetensors` with this model's configuration.
+    /// Reads `model.safetensors` with this model's configuration and head layout.
     fn load_weights(&self, dir: &Path) -> Result<Self> {
-        SoftMaskBert::from_safetensors(
+        Ok(SoftMaskBert::from_safetensors(
             self.config(),
             dir.join("model.safetensors"),
             &model_device(self)?,
-        )
+        )?
+        .with_head_layout(self.head_layout()))
     }
 }

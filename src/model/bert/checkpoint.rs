@@ -8,7 +8,7 @@ use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
 use super::layers::{BertEmbeddings, BertLayer, BertMlmHead};
-use super::{BertConfig, SoftMaskBert};
+use super::{BertConfig, HeadMaskLayout, SoftMaskBert};
 use crate::error::{Error, Result};
 use crate::io::{HostTensor, TensorFile, to_host};
 use crate::model::DropoutConfig;
@@ -174,6 +174,7 @@ fn build(config: &BertConfig, src: &mut dyn Source, device: &Device) -> Result<S
         layers,
         mlm,
         config: config.clone(),
+        head_layout: HeadMaskLayout::default(),
     })
 }
 

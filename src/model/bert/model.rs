@@ -141,6 +141,8 @@ pub struct SoftMaskBert {
     pub(crate) mlm: BertMlmHead,
     #[module(skip)]
     pub(crate) config: BertConfig,
+    #[module(skip)]
+    pub(crate) head_layout: HeadMaskLayout,
 }
 
 impl SoftMaskBert {
@@ -154,6 +156,18 @@ impl SoftMaskBert {
     /// Rows of the word embedding table.
     pub fn vocab_size(&self) -> usize {
         self.config.vocab_size
+    }
+
+    /// The same model, masking heads in `layout` wherever it is soft-masked
+    /// through [`SoftMaskable`] (the maskers, the continual loop).
+    pub fn with_head_layout(mut self, layout: HeadMaskLayout) -> SoftMaskBert {
+        self.head_layout = layout;
+        self
+    }
+
+    /// The head layout in force (see [`with_head_layout`](Self::with_head_layout)).
+    pub fn head_layout(&self) -> HeadMaskLayout {
+        self.head_layout
     }
 
     /// The configuration the model was built with (dropout as last set by
@@ -293,7 +307,7 @@ impl SoftMaskBert {
     }
 
     /// The parameters each gate governs, with the head layout of your choice
-    /// (the [`SoftMaskable`] impl uses [`HeadMaskLayout::Semantic`]).
+    /// (the [`SoftMaskable`] impl uses the model's [`head_layout`](Self::head_layout)).
     pub fn governed_with(&self, layout: HeadMaskLayout) -> Vec<Governed> {
         let (_, heads, _, hidden) = self.dims();
         let head_dim = hidden / heads;
@@ -346,8 +360,11 @@ impl SoftMaskable for SoftMaskBert {
         ])
     }
 
+    /// The governed parameters in the model's head layout
+    /// ([`HeadMaskLayout::Semantic`] unless set by
+    /// [`with_head_layout`](SoftMaskBert::with_head_layout)).
     fn governed(&self) -> Vec<Governed> {
-        self.governed_with(HeadMaskLayout::Semantic)
+        self.governed_with(self.head_layout)
     }
 }
 
