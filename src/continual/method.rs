@@ -115,7 +115,9 @@ pub struct MethodConfig {
     pub accumulation: Accumulation,
     /// Signed or absolute gate gradients.
     pub sign: GradientSign,
-    /// Add DAS's contrastive term to the loss.
+    /// Add DAS's contrastive term to the loss. Its third view applies the
+    /// importance in force (after the control and the strength) as forward
+    /// gates; while no importance exists yet, the term is left out.
     pub contrastive: bool,
     /// Temperature of the contrastive term.
     pub temperature: f64,

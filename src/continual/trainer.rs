@@ -346,10 +346,11 @@ impl<C> ContinualTrainer<C> {
             if let Some(bytes) = state.optimizer.take() {
                 optim.load_state(bytes)?;
             }
-            let view = if self.config.contrastive {
-                Some(gates_of(&applied, &device)?)
-            } else {
-                None
+            // DAS's third view: the importance in force as forward gates.
+            // Without any importance yet there is no such view, and no term.
+            let view = match (&accumulated, self.config.contrastive) {
+                (Some(_), true) if self.config.masks() => Some(gates_of(&applied, &device)?),
+                _ => None,
             };
 
             for step in start..self.config.steps_per_domain {
