@@ -43,6 +43,14 @@ fn every_method_runs_and_writes_its_results() {
         );
         let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
         assert_eq!(csv, m.to_csv());
+        // The log has every step, the base evaluation and one per domain.
+        let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+        let count = |event: &str| log.matches(&format!("\"event\":\"{event}\"")).count();
+        assert_eq!(
+            (count("step"), count("eval"), count("checkpoint")),
+            (8, 3, 2),
+            "{name}"
+        );
         std::fs::remove_dir_all(out).unwrap();
     }
 }

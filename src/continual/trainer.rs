@@ -18,7 +18,7 @@ use super::eval::ResultMatrix;
 use super::ewc::{Ewc, FisherAccumulator};
 use super::method::{Control, MethodConfig};
 use super::objective::{Collate, ContinualModel};
-use super::observe::{Observer, StepEvent};
+use super::observe::{JsonlLog, Observer, StepEvent};
 use super::plot;
 use crate::error::{Error, Result};
 use crate::importance::estimate::{ImportanceEstimator, TokenCount, model_device};
@@ -227,10 +227,12 @@ fn gates_of(importance: &Importance, device: &Device) -> Result<Gates> {
 }
 
 impl<C> ContinualTrainer<C> {
-    fn notify(&mut self, f: impl Fn(&mut dyn Observer)) {
+    /// Tells every observer, and the run's own JSONL log.
+    fn notify(&mut self, log: &mut JsonlLog, f: impl Fn(&mut dyn Observer)) {
         for o in &mut self.observers {
             f(o.as_mut());
         }
+        f(log);
     }
 
     fn importance_dir(&self) -> PathBuf {
@@ -288,7 +290,9 @@ impl<C> ContinualTrainer<C> {
             shapes: param_shapes(&model),
         };
         let names: Vec<String> = domains.iter().map(|d| d.name.clone()).collect();
-        let (mut model, mut state) = match self.prepare(&identity, resume)? {
+        let prepared = self.prepare(&identity, resume)?;
+        let mut log = JsonlLog::open(self.out.join("log.jsonl"))?;
+        let (mut model, mut state) = match prepared {
             Some((manifest, dir)) => self.restore(model, manifest, &dir, &device)?,
             None => {
                 std::fs::create_dir_all(self.importance_dir()).map_err(|source| Error::Io {
@@ -296,7 +300,9 @@ impl<C> ContinualTrainer<C> {
                     source,
                 })?;
                 let base = self.evaluate(&model, domains, general, &device)?;
-                self.notify(|o| o.on_eval("base", &columns(general, &names), &base));
+                self.notify(&mut log, |o| {
+                    o.on_eval("base", &columns(general, &names), &base)
+                });
                 let results =
                     ResultMatrix::new(&self.config.name, general.is_some(), &names, base)?;
                 (
@@ -311,14 +317,14 @@ impl<C> ContinualTrainer<C> {
                 )
             }
         };
-        let mut log = super::observe::JsonlLog::open(self.out.join("log.jsonl"))?;
 
         while state.position.domain < domains.len() {
             let t = state.position.domain;
             let domain = &domains[t];
             let start = state.position.step;
-            self.notify(|o| o.on_domain_start(&domain.name, t, domains.len(), start));
-            log.on_domain_start(&domain.name, t, domains.len(), start);
+            self.notify(&mut log, |o| {
+                o.on_domain_start(&domain.name, t, domains.len(), start)
+            });
 
             if t == 0
                 && start == 0
@@ -328,7 +334,7 @@ impl<C> ContinualTrainer<C> {
                 let imp = self.estimate(&model, &domain.train, &device, None)?;
                 let name = "general.safetensors".to_string();
                 imp.save(self.importance_dir().join(&name))?;
-                self.notify(|o| o.on_importance("general", &imp));
+                self.notify(&mut log, |o| o.on_importance("general", &imp));
                 state.importances.push(name);
             }
             let accumulated = self.accumulated(&state.importances)?;
@@ -403,8 +409,7 @@ impl<C> ContinualTrainer<C> {
                     tokens: batch.token_count(),
                     seconds: began.elapsed().as_secs_f64(),
                 };
-                self.notify(|o| o.on_step(&event));
-                log.on_step(&event);
+                self.notify(&mut log, |o| o.on_step(&event));
                 let every = self.config.checkpoint_every;
                 if every > 0
                     && (step + 1).is_multiple_of(every)
@@ -422,7 +427,7 @@ impl<C> ContinualTrainer<C> {
                             .to_vec(),
                     );
                     let path = self.save_checkpoint(&model, &identity, &mut state)?;
-                    self.notify(|o| o.on_checkpoint(&path));
+                    self.notify(&mut log, |o| o.on_checkpoint(&path));
                 }
             }
 
@@ -430,7 +435,7 @@ impl<C> ContinualTrainer<C> {
                 let imp = self.estimate(&model, &domain.train, &device, Some(t))?;
                 let name = format!("domain-{}.safetensors", domain.name);
                 imp.save(self.importance_dir().join(&name))?;
-                self.notify(|o| o.on_importance(&domain.name, &imp));
+                self.notify(&mut log, |o| o.on_importance(&domain.name, &imp));
                 state.importances.retain(|n| n != &name);
                 state.importances.push(name);
             }
@@ -439,8 +444,9 @@ impl<C> ContinualTrainer<C> {
                 state.ewc.anchor(&model, fisher)?;
             }
             let row = self.evaluate(&model, domains, general, &device)?;
-            self.notify(|o| o.on_eval(&domain.name, &columns(general, &names), &row));
-            log.on_eval(&domain.name, &columns(general, &names), &row);
+            self.notify(&mut log, |o| {
+                o.on_eval(&domain.name, &columns(general, &names), &row)
+            });
             state.results.push(row)?;
             if let Some(acc) = self.accumulated(&state.importances)? {
                 plot::write_importance(
@@ -450,15 +456,14 @@ impl<C> ContinualTrainer<C> {
                         .join(format!("importance-after-{}.svg", domain.name)),
                 )?;
             }
-            self.notify(|o| o.on_domain_end(&domain.name));
-            log.on_domain_end(&domain.name);
+            self.notify(&mut log, |o| o.on_domain_end(&domain.name));
             state.position = Position {
                 domain: t + 1,
                 step: 0,
             };
             state.optimizer = None;
             let path = self.save_checkpoint(&model, &identity, &mut state)?;
-            self.notify(|o| o.on_checkpoint(&path));
+            self.notify(&mut log, |o| o.on_checkpoint(&path));
         }
 
         self.write_results(&state.results)?;
