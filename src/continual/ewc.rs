@@ -8,6 +8,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 use crate::io::{HostTensor, to_host};
+use crate::mask::flat_params;
 
 /// One anchor per finished domain: the diagonal Fisher `F` and the
 /// parameters `theta*` after that domain, flattened, on the gradient device.
@@ -90,24 +91,7 @@ impl Ewc {
             .into_iter()
             .map(|(id, s)| (id, s.div_scalar(n)))
             .collect();
-        struct Take<'a> {
-            fisher: &'a HashMap<ParamId, Tensor<1>>,
-            theta: HashMap<ParamId, Tensor<1>>,
-        }
-        impl ModuleVisitor for Take<'_> {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                if self.fisher.contains_key(&param.id) {
-                    let flat = param.val().inner().flatten::<1>(0, D - 1);
-                    self.theta.insert(param.id, flat);
-                }
-            }
-        }
-        let mut take = Take {
-            fisher: &fisher,
-            theta: HashMap::new(),
-        };
-        model.visit(&mut take);
-        let theta = take.theta;
+        let theta = flat_params(model, |id| fisher.contains_key(id));
         self.anchors.push(Anchor { fisher, theta });
         Ok(())
     }

@@ -120,6 +120,32 @@ impl Governed {
     }
 }
 
+/// The parameters of `model` that `keep` selects, flattened, on the gradient
+/// (non-autodiff) device. No copy: tensors are shared until one is written.
+pub(crate) fn flat_params<M: Module>(
+    model: &M,
+    keep: impl Fn(&ParamId) -> bool,
+) -> HashMap<ParamId, Tensor<1>> {
+    struct Take<F> {
+        keep: F,
+        out: HashMap<ParamId, Tensor<1>>,
+    }
+    impl<F: Fn(&ParamId) -> bool> ModuleVisitor for Take<F> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if (self.keep)(&param.id) {
+                let flat = param.val().inner().flatten::<1>(0, D - 1);
+                self.out.insert(param.id, flat);
+            }
+        }
+    }
+    let mut take = Take {
+        keep,
+        out: HashMap::new(),
+    };
+    model.visit(&mut take);
+    take.out
+}
+
 /// Per governed parameter, its `1 - I` vectors along their axes, on the
 /// gradient (non-autodiff) device.
 #[derive(Debug, Clone)]

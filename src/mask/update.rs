@@ -75,24 +75,9 @@ impl UpdateSoftMasker {
     /// Records the governed parameters before the optimizer step (no copy:
     /// tensors are shared until the optimizer writes new ones).
     pub fn snapshot<M: Module>(&self, model: &M) -> Snapshot {
-        struct Take<'a> {
-            plan: &'a MaskPlan,
-            old: HashMap<ParamId, Tensor<1>>,
+        Snapshot {
+            old: super::flat_params(model, |id| self.plan.governs(id)),
         }
-        impl ModuleVisitor for Take<'_> {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                if self.plan.governs(&param.id) {
-                    let flat = param.val().inner().flatten::<1>(0, D - 1);
-                    self.old.insert(param.id, flat);
-                }
-            }
-        }
-        let mut take = Take {
-            plan: &self.plan,
-            old: HashMap::new(),
-        };
-        model.visit(&mut take);
-        Snapshot { old: take.old }
     }
 
     /// Pulls every governed parameter of `model` (after the step) back towards
