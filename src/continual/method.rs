@@ -140,7 +140,7 @@ impl MethodConfig {
     /// | `ncl` | naive continual learning: MLM, no mask |
     /// | `dga` | the general importance only, heads only, update mask |
     /// | `das` | general + accumulated domain importance, all gates, contrastive term |
-    /// | `ewc` | MLM with EWC's quadratic penalty (lambda 100), no mask |
+    /// | `ewc` | MLM with EWC's quadratic penalty (lambda 5000, in the 1e3–1e4 range continual-learning code uses), no mask |
     /// | `das-permuted` | `das` with importance permuted within each layer |
     /// | `das-uniform` | `das` with each layer damped by its mean mask |
     ///
@@ -193,7 +193,7 @@ impl MethodConfig {
             },
             "das" => das,
             "ewc" => MethodConfig {
-                ewc_lambda: 100.0,
+                ewc_lambda: 5000.0,
                 ..base
             },
             "das-permuted" => MethodConfig {
