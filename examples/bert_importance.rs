@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! tools/fetch_minilm.sh    # all-MiniLM-L6-v2 into .cache/all-MiniLM-L6-v2
-//! cargo run --release --features wordpiece --example bert_importance -- \
+//! cargo run --example bert_importance -- \
 //!     [--model .cache/all-MiniLM-L6-v2] [--text examples/data/notebook_reviews.txt] \
 //!     [--device flex|ndarray] [--steps 3] [--max-length 64] [--batch 4]
 //! ```
