@@ -1,7 +1,8 @@
 //! One DAS training step on a real BERT, timed: MLM (15% of the tokens
 //! masked) plus DAS's contrastive term (two dropout views and an
 //! importance-gated view of the original tokens), then an update-masked
-//! AdamW step. Also the plain update-masked MLM step. Prints the median and
+//! AdamW step. Also the plain update-masked MLM step, and the MLM-proxy
+//! importance pass (gate gradients of the MLM loss). Prints the median and
 //! minimum wall time of each as JSON lines; `tools/bench/compare_das.py`
 //! runs it beside `tools/bench/torch_das.py` (the same in PyTorch).
 //!
@@ -22,8 +23,8 @@ use softmask::continual::{
     BertMlmCollate, Collate, ContinualModel, OptimizerKind, contrastive_loss,
 };
 use softmask::{
-    Gates, Importance, MaskMode, Result, SoftMaskBert, SoftMaskable, SoftMaskedOptimizer,
-    cpu_device,
+    Accumulation, Gates, GradientSign, Importance, ImportanceEstimator, MaskMode, MlmLoss, Result,
+    SoftMaskBert, SoftMaskable, SoftMaskedOptimizer, cpu_device,
 };
 
 fn main() -> ExitCode {
@@ -105,11 +106,21 @@ fn run(
     )?;
     let adamw = OptimizerKind::AdamW { weight_decay: 0.01 };
     let mut optim = SoftMaskedOptimizer::new(adamw.init(), &importance, &model, MaskMode::Update)?;
-    let mut times: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut estimator =
+        ImportanceEstimator::new(layout.clone(), Accumulation::PerBatch, GradientSign::Signed)?;
+    let mut times: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     for i in 0..iters + 1 {
         for (op, t) in times.iter_mut().enumerate() {
             let b = collate.collate(&rows, i as u64, &dev)?;
             let start = Instant::now();
+            if op == 2 {
+                // The MLM-proxy importance pass: gate gradients only.
+                estimator.step(&model, &b, &MlmLoss)?;
+                if i > 0 {
+                    t.push(start.elapsed().as_secs_f64() * 1e3);
+                }
+                continue;
+            }
             let mut loss = model.loss(&b, None)?;
             if op == 0 {
                 let z1 = model.pooled(&b, None)?;
@@ -124,7 +135,7 @@ fn run(
             }
         }
     }
-    for (op, mut t) in ["das_step", "mlm_step"].iter().zip(times) {
+    for (op, mut t) in ["das_step", "mlm_step", "importance"].iter().zip(times) {
         t.sort_by(f64::total_cmp);
         println!(
             "{{\"side\": \"rust\", \"op\": \"{op}\", \"device\": \"{device}\", \"iters\": {iters}, \"median_ms\": {:.1}, \"min_ms\": {:.1}}}",

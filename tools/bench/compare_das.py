@@ -1,5 +1,6 @@
-"""Side by side: one DAS step (MLM + contrastive + update-masked AdamW) and the
-plain update-masked MLM step on all-MiniLM-L6-v2 at batch 8 x seq 128, in
+"""Side by side: one DAS step (MLM + contrastive + update-masked AdamW), the
+plain update-masked MLM step and the MLM-proxy importance pass on
+all-MiniLM-L6-v2 at batch 8 x seq 128, in
 softmask (examples/bench_das.rs, release, Flex) and in PyTorch + transformers
 (tools/bench/torch_das.py), 2 threads each, sides alternating over rounds.
 Prints medians, ratios and peak resident memory; --write puts the table into
@@ -20,7 +21,7 @@ import compare  # noqa: E402  (shared: env, run_json, cpu_model)
 ROOT = compare.ROOT
 RUST = os.path.join(ROOT, "target", "release", "examples", "bench_das")
 TORCH = os.path.join(ROOT, "tools", "bench", "torch_das.py")
-OPS = ["das_step", "mlm_step"]
+OPS = ["das_step", "mlm_step", "importance"]
 BEGIN, END = "<!-- compare_das.py:begin -->", "<!-- compare_das.py:end -->"
 
 

@@ -2,7 +2,9 @@
 same work as examples/bench_das.rs. MLM (15% masked, 80/10/10) plus the
 contrastive term (two dropout views and an importance-gated view of the
 original tokens, mean-pooled, temperature 0.05), then AdamW and the update
-soft-mask in the semantic head layout. Also the plain update-masked MLM step.
+soft-mask in the semantic head layout. Also the plain update-masked MLM step,
+and the MLM-proxy importance pass: gate gradients of the MLM loss with every
+parameter frozen (requires_grad False), the cheapest way in PyTorch.
 Prints a JSON line per operation with the median wall time.
 
   python tools/bench/torch_das.py [--model .cache/all-MiniLM-L6-v2] [--iters 5] [--batch 8] [--seq 128] [--threads 2]
@@ -48,14 +50,14 @@ def main():
 
     imp = {"heads": pattern(L, H), "intermediate": pattern(L, cfg.intermediate_size),
            "output": pattern(L, cfg.hidden_size)}
-    gates = {"on": False}
+    gates = {"on": False, "values": imp}
     for i, layer in enumerate(model.bert.encoder.layer):
         layer.attention.output.dense.register_forward_pre_hook(
-            lambda _m, a, i=i: (a[0] * imp["heads"][i].repeat_interleave(head_dim),) if gates["on"] else None)
+            lambda _m, a, i=i: (a[0] * gates["values"]["heads"][i].repeat_interleave(head_dim),) if gates["on"] else None)
         layer.intermediate.dense.register_forward_hook(
-            lambda _m, _a, o, i=i: o * imp["intermediate"][i] if gates["on"] else o)
+            lambda _m, _a, o, i=i: o * gates["values"]["intermediate"][i] if gates["on"] else o)
         layer.output.dense.register_forward_hook(
-            lambda _m, _a, o, i=i: o * imp["output"][i] if gates["on"] else o)
+            lambda _m, _a, o, i=i: o * gates["values"]["output"][i] if gates["on"] else o)
 
     # The update mask's (name, keep) pairs, keep broadcastable to the parameter.
     masks = []
@@ -101,10 +103,26 @@ def main():
                 p.copy_(old[n] + keep * (p - old[n]))
         return (time.perf_counter() - start) * 1e3
 
-    times = {"das_step": [], "mlm_step": []}
+    def importance():
+        """Gate gradients of the MLM loss, parameters frozen."""
+        batch = collator([{"input_ids": r} for r in ids.tolist()])
+        ones = {k: torch.ones_like(v, requires_grad=True) for k, v in imp.items()}
+        for p in model.parameters():
+            p.requires_grad_(False)
+        start = time.perf_counter()
+        gates["on"], gates["values"] = True, ones
+        loss = model(input_ids=batch["input_ids"], attention_mask=mask, labels=batch["labels"]).loss
+        loss.backward()
+        gates["on"], gates["values"] = False, imp
+        elapsed = (time.perf_counter() - start) * 1e3
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return elapsed
+
+    times = {"das_step": [], "mlm_step": [], "importance": []}
     for i in range(args.iters + 1):
         for op in times:
-            t = step(op == "das_step")
+            t = importance() if op == "importance" else step(op == "das_step")
             if i > 0:
                 times[op].append(t)
     for op, t in times.items():
