@@ -240,3 +240,38 @@ fn finite_gradients_whose_sums_only_overflow_together_are_accepted() {
     }
     optim.step(0.1, &mut model, g).unwrap();
 }
+
+#[test]
+fn ungoverned_damping_scales_the_updates_no_gate_governs() {
+    for (name, device) in devices() {
+        for mode in [MaskMode::Update, MaskMode::Gradient] {
+            let mut model = small_model(&device);
+            let before = model.named_tensors().unwrap();
+            let imp = Importance::zeros(&model.gate_layout()).unwrap();
+            // Full damping with SGD: ungoverned parameters stay, governed ones move.
+            let mut optim =
+                SoftMaskedOptimizer::new(burn::optim::SgdConfig::new().init(), &imp, &model, mode)
+                    .unwrap()
+                    .with_ungoverned_damping(1.0)
+                    .unwrap();
+            let g = grads(&model);
+            optim.step(0.5, &mut model, g).unwrap();
+            let after = model.named_tensors().unwrap();
+            for key in ["word_embeddings.weight", "head.weight", "head.bias"] {
+                assert_eq!(before[key], after[key], "{name} {mode:?}: {key} moved");
+            }
+            let moved = ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+                .iter()
+                .any(|k| before[*k] != after[*k]);
+            assert!(moved, "{name} {mode:?}: no governed parameter moved");
+        }
+    }
+    let model = small_model(&devices().remove(0).1);
+    let imp = Importance::zeros(&model.gate_layout()).unwrap();
+    assert!(matches!(
+        UpdateSoftMasker::new(&imp, &model)
+            .unwrap()
+            .with_ungoverned_damping(1.5),
+        Err(Error::InvalidConfig(_))
+    ));
+}
