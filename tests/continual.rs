@@ -194,8 +194,24 @@ fn bad_input_is_refused_with_a_typed_error_and_nothing_lost() {
         "{:?}",
         r.map(|_| ())
     );
-    // A corrupt manifest is named, never taken for a checkpoint.
+    // A manifest whose results do not fit the run is refused, not summarised.
     let last = out.join("checkpoints/002-0000000/manifest.json");
+    let good = std::fs::read_to_string(&last).unwrap();
+    let mut tampered: serde_json::Value = serde_json::from_str(&good).unwrap();
+    tampered["results"]["after"][1] = serde_json::json!([1.0]);
+    std::fs::write(&last, tampered.to_string()).unwrap();
+    assert!(
+        matches!(run(quick("ncl"), &out, true), Err(Error::CorruptFile { reason, .. })
+            if reason.contains("row width")),
+    );
+    let mut tampered: serde_json::Value = serde_json::from_str(&good).unwrap();
+    tampered["position"]["domain"] = serde_json::json!(1);
+    std::fs::write(&last, tampered.to_string()).unwrap();
+    assert!(
+        matches!(run(quick("ncl"), &out, true), Err(Error::CorruptFile { reason, .. })
+            if reason.contains("2 result rows for 1 finished domains")),
+    );
+    // A corrupt manifest is named, never taken for a checkpoint.
     std::fs::write(&last, b"{ not json").unwrap();
     assert!(matches!(
         run(quick("ncl"), &out, true),

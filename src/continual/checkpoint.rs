@@ -180,6 +180,25 @@ pub(crate) fn latest(out: &Path) -> Result<Option<(Manifest, PathBuf)>> {
             reason: format!("format {:?}, expected {FORMAT:?}", manifest.format),
         });
     }
+    // The results go on being extended and summarised: they must fit the run.
+    let names: Vec<&String> = manifest.identity.domains.iter().map(|(n, _)| n).collect();
+    let results = &manifest.results;
+    let consistent = results.check().map_err(|e| e.to_string()).and_then(|()| {
+        if results.domains.iter().collect::<Vec<_>>() != names {
+            Err("its results name other domains than its identity".to_string())
+        } else if results.after.len() != manifest.position.domain {
+            Err(format!(
+                "{} result rows for {} finished domains",
+                results.after.len(),
+                manifest.position.domain
+            ))
+        } else {
+            Ok(())
+        }
+    });
+    if let Err(reason) = consistent {
+        return Err(Error::CorruptFile { path, reason });
+    }
     Ok(Some((manifest, dir)))
 }
 

@@ -90,6 +90,51 @@ impl ResultMatrix {
         Ok(())
     }
 
+    /// Checks that the matrix is consistent (as one read from a file must
+    /// be before it is used): columns are `general` (optionally) then the
+    /// domains, every row has a loss per column, no more rows than domains.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShapeMismatch`] naming what disagrees.
+    pub fn check(&self) -> Result<()> {
+        let general = self.columns.first().is_some_and(|c| c == "general");
+        let expected: Vec<&String> = self.domains.iter().collect();
+        let got: Vec<&String> = self.columns.iter().skip(usize::from(general)).collect();
+        let bad = |what: &str, expected: String, actual: String| {
+            Err(Error::ShapeMismatch {
+                what: format!("result matrix {what}"),
+                expected,
+                actual,
+            })
+        };
+        if got != expected {
+            return bad(
+                "columns",
+                format!("{:?}", self.domains),
+                format!("{:?}", self.columns),
+            );
+        }
+        if self.after.len() > self.domains.len() {
+            return bad(
+                "rows",
+                format!("at most {}", self.domains.len()),
+                self.after.len().to_string(),
+            );
+        }
+        if let Some(row) = std::iter::once(&self.base)
+            .chain(&self.after)
+            .find(|r| r.len() != self.columns.len())
+        {
+            return bad(
+                "row width",
+                self.columns.len().to_string(),
+                row.len().to_string(),
+            );
+        }
+        Ok(())
+    }
+
     fn column(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c == name)
     }
