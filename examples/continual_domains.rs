@@ -16,7 +16,9 @@
 //! `--seq-len`, `--lr`, `--warmup`, `--importance-batches`, `--mask-mode
 //! gradient|update`, `--optimizer adamw|sgd`, `--strength`,
 //! `--ungoverned-damping`, `--ewc-lambda`, `--no-contrastive`, `--temperature`,
-//! `--seed`, `--checkpoint-every`, `--head-layout semantic|reference`;
+//! `--seed`, `--checkpoint-every`, `--head-layout semantic|reference`,
+//! `--importance-batch-size`, `--normalization reference|one-sided`,
+//! `--sign signed|absolute`;
 //! `--max-chunks N` caps each side of a domain,
 //! `--device flex|ndarray` picks the CPU backend.
 //!
@@ -32,8 +34,8 @@ use softmask::continual::{
     TokenizedDomain,
 };
 use softmask::{
-    Error, HeadMaskLayout, MaskMode, Result, SoftMaskBert, Tokenizer, WordPieceTokenizer,
-    cpu_device,
+    Error, GradientSign, HeadMaskLayout, MaskMode, Normalization, Result, SoftMaskBert, Tokenizer,
+    WordPieceTokenizer, cpu_device,
 };
 
 struct Args {
@@ -112,6 +114,25 @@ fn parse() -> std::result::Result<Args, String> {
             "--batch-size" => c.batch_size = int(&v)?,
             "--seq-len" => c.seq_len = int(&v)?,
             "--importance-batches" => c.importance_batches = int(&v)?,
+            "--importance-batch-size" => c.importance_batch_size = Some(int(&v)?),
+            "--normalization" => {
+                c.normalization = match v.as_str() {
+                    "reference" => Normalization::Reference,
+                    "one-sided" => Normalization::OneSided,
+                    other => {
+                        return Err(format!(
+                            "--normalization: {other:?} is not reference or one-sided"
+                        ));
+                    }
+                }
+            }
+            "--sign" => {
+                c.sign = match v.as_str() {
+                    "signed" => GradientSign::Signed,
+                    "absolute" => GradientSign::Absolute,
+                    other => return Err(format!("--sign: {other:?} is not signed or absolute")),
+                }
+            }
             "--checkpoint-every" => c.checkpoint_every = int(&v)?,
             "--seed" => c.seed = v.parse().map_err(|e| format!("--seed: {e}"))?,
             "--lr" => c.lr = real(&v)?,

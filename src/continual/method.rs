@@ -109,6 +109,11 @@ pub struct MethodConfig {
     pub seq_len: usize,
     /// Batches for each importance estimate (and each Fisher estimate).
     pub importance_batches: usize,
+    /// Chunks per importance batch; `None` uses `batch_size`. With 1 and
+    /// [`GradientSign::Absolute`] the importance sums per-example absolute
+    /// gate gradients, as the paper defines it.
+    #[serde(default)]
+    pub importance_batch_size: Option<usize>,
     /// Normalisation of raw importance.
     pub normalization: Normalization,
     /// Summing of per-batch gate gradients.
@@ -169,6 +174,7 @@ impl MethodConfig {
             batch_size: 8,
             seq_len: 128,
             importance_batches: 16,
+            importance_batch_size: None,
             normalization: Normalization::Reference,
             accumulation: Accumulation::PerBatch,
             sign: GradientSign::Signed,
@@ -212,6 +218,11 @@ impl MethodConfig {
         })
     }
 
+    /// Chunks per importance (and Fisher) batch.
+    pub fn importance_batch(&self) -> usize {
+        self.importance_batch_size.unwrap_or(self.batch_size)
+    }
+
     /// Whether any importance is ever applied.
     pub fn masks(&self) -> bool {
         self.general_importance || self.domain_importance
@@ -230,6 +241,10 @@ impl MethodConfig {
             ("batch_size", self.batch_size),
             ("seq_len", self.seq_len),
             ("importance_batches", self.importance_batches),
+            (
+                "importance_batch_size",
+                self.importance_batch_size.unwrap_or(self.batch_size),
+            ),
         ] {
             if v == 0 {
                 return bad(format!("{what} must be at least 1"));
@@ -340,5 +355,27 @@ mod tests {
         let mut c = MethodConfig::preset("ncl").unwrap();
         c.control = Control::Permuted;
         assert!(c.validate().unwrap_err().to_string().contains("control"));
+        let mut c = MethodConfig::preset("das").unwrap();
+        c.importance_batch_size = Some(0);
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("importance_batch_size must be at least 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn importance_batches_default_to_the_training_batch() {
+        let mut c = MethodConfig::preset("das").unwrap();
+        assert_eq!(c.importance_batch(), 8);
+        c.importance_batch_size = Some(1);
+        assert_eq!(c.importance_batch(), 1);
+        // A manifest written before the option existed still reads, as `None`.
+        let mut json = serde_json::to_value(MethodConfig::preset("das").unwrap()).unwrap();
+        json.as_object_mut()
+            .unwrap()
+            .remove("importance_batch_size");
+        let old: MethodConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(old, MethodConfig::preset("das").unwrap());
     }
 }

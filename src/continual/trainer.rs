@@ -674,7 +674,12 @@ impl<C> ContinualTrainer<C> {
         let purpose = domain.map_or(0, |t| t as u64 + 1);
         for b in 0..c.importance_batches {
             let seed = mix(c.seed, &[IMPORTANCE, purpose, b as u64]);
-            let rows = batch_rows(chunks, c.batch_size, b, mix(c.seed, &[IMPORTANCE, purpose]));
+            let rows = batch_rows(
+                chunks,
+                c.importance_batch(),
+                b,
+                mix(c.seed, &[IMPORTANCE, purpose]),
+            );
             device.seed(seed);
             let batch = self.collate.collate(&rows, seed, device)?;
             if domain.is_none() {
@@ -702,7 +707,12 @@ impl<C> ContinualTrainer<C> {
         let mut acc = FisherAccumulator::default();
         for b in 0..c.importance_batches {
             let seed = mix(c.seed, &[FISHER, t as u64, b as u64]);
-            let rows = batch_rows(chunks, c.batch_size, b, mix(c.seed, &[FISHER, t as u64]));
+            let rows = batch_rows(
+                chunks,
+                c.importance_batch(),
+                b,
+                mix(c.seed, &[FISHER, t as u64]),
+            );
             device.seed(seed);
             let batch = self.collate.collate(&rows, seed, device)?;
             let loss = model.loss(&batch, None)?;

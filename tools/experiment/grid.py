@@ -1,0 +1,384 @@
+#!/usr/bin/env python3
+"""Does soft-masking protect knowledge? The experiment grid, in one command.
+
+    tools/fetch_minilm.sh && tools/fetch_domains.sh
+    python3 tools/experiment/grid.py --write README.md
+
+1. Builds `examples/continual_domains` with the README's build (`cargo build`).
+2. Makes the base model once: all-MiniLM-L6-v2 (which ships no MLM head)
+   pre-trained with MLM on the general corpus (fortunes) by the crate, so the
+   model has general knowledge to lose. Its held-out paragraphs are never
+   trained on.
+3. Runs every cell of the grid (methods, controls at equal damping, variants)
+   for its seeds through the same two real domains (Linux kernel docs, then
+   Python docs), each run with one thread (`RAYON_NUM_THREADS=1`): results are
+   bit-identical whatever `--jobs` is. A run whose `results.json` exists with
+   the same command is not run again.
+4. Aggregates mean +- sd over seeds and paired differences (same seed)
+   against NCL and against the cell's two controls, writes
+   `docs/experiment.md`, the result-matrix plot `docs/experiment.svg`, and
+   with `--write README.md` the table between the `experiment:begin/end`
+   markers.
+
+Only the standard library is used.
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.path.join(ROOT, "target", "debug", "examples", "continual_domains")
+DOMAINS = os.path.join(ROOT, ".cache", "domains")
+MINILM = os.path.join(ROOT, ".cache", "all-MiniLM-L6-v2")
+
+# The base model: MLM pre-training of MiniLM on the general corpus.
+BASE_ARGS = [
+    "--method", "ncl", "--domain", "pretrain=" + os.path.join(DOMAINS, "fortunes"),
+    "--general", os.path.join(DOMAINS, "fortunes"), "--steps", "400", "--seq-len", "64",
+    "--lr", "2e-4", "--max-chunks", "4000", "--seed", "0",
+]
+BASE_THREADS = "2"
+
+# What every grid run shares: the domain sequence, sizes and schedule.
+COMMON = [
+    "--domain", "kernel=" + os.path.join(DOMAINS, "linux-doc"),
+    "--domain", "python=" + os.path.join(DOMAINS, "python-doc"),
+    "--general", os.path.join(DOMAINS, "fortunes"),
+    "--steps", "40", "--seq-len", "64", "--batch-size", "8", "--lr", "1e-4",
+    "--importance-batches", "8", "--max-chunks", "400",
+]
+
+SEEDS3 = [0, 1, 2]
+# label, arguments, seeds, the (permuted, uniform) controls it is compared with.
+CELLS = [
+    ("ncl", ["--method", "ncl"], SEEDS3, None),
+    ("das", ["--method", "das"], SEEDS3, ("das-permuted", "das-uniform")),
+    ("das-permuted", ["--method", "das-permuted"], SEEDS3, None),
+    ("das-uniform", ["--method", "das-uniform"], SEEDS3, None),
+    ("das-gradient", ["--method", "das", "--mask-mode", "gradient"], [0], None),
+    ("ncl-sgd", ["--method", "ncl", "--optimizer", "sgd", "--lr", "0.02"], [0], None),
+    ("das-gradient-sgd",
+     ["--method", "das", "--mask-mode", "gradient", "--optimizer", "sgd", "--lr", "0.02"],
+     [0], None),
+    ("dga", ["--method", "dga"], [0], None),
+    ("ewc", ["--method", "ewc"], [0], None),
+    ("das-one-sided", ["--method", "das", "--normalization", "one-sided"], [0], None),
+    ("das-per-example",
+     ["--method", "das", "--sign", "absolute", "--importance-batch-size", "1",
+      "--importance-batches", "64"], [0], None),
+    ("das-strength-0.5", ["--method", "das", "--strength", "0.5"], [0], None),
+    ("das-ungoverned-0.5", ["--method", "das", "--ungoverned-damping", "0.5"], [0], None),
+    # The paper's intent in full: per-example absolute gradients, one-sided
+    # normalisation; with its own controls.
+    ("das-intent",
+     ["--method", "das", "--sign", "absolute", "--importance-batch-size", "1",
+      "--importance-batches", "64", "--normalization", "one-sided"],
+     [0], ("das-intent-permuted", "das-intent-uniform")),
+    ("das-intent-permuted",
+     ["--method", "das-permuted", "--sign", "absolute", "--importance-batch-size", "1",
+      "--importance-batches", "64", "--normalization", "one-sided"], [0], None),
+    ("das-intent-uniform",
+     ["--method", "das-uniform", "--sign", "absolute", "--importance-batch-size", "1",
+      "--importance-batches", "64", "--normalization", "one-sided"], [0], None),
+]
+
+
+def rel(path):
+    return os.path.relpath(path, ROOT)
+
+
+def run_logged(cmd, out_dir, threads):
+    """Runs `cmd` with `threads` rayon threads; its output goes to out_dir/run.log."""
+    env = dict(os.environ, RAYON_NUM_THREADS=threads)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "run.log"), "w") as log:
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+
+
+def done(out_dir, cmd):
+    """Whether out_dir holds a finished run of exactly `cmd`."""
+    try:
+        with open(os.path.join(out_dir, "command.json")) as f:
+            same = json.load(f)["command"] == [rel(c) if os.path.isabs(c) else c for c in cmd]
+        return same and os.path.exists(os.path.join(out_dir, "results.json"))
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def record(out_dir, cmd, seconds):
+    with open(os.path.join(out_dir, "command.json"), "w") as f:
+        json.dump({"command": [rel(c) if os.path.isabs(c) else c for c in cmd],
+                   "seconds": seconds}, f, indent=1)
+
+
+def make_base(out):
+    """The base model folder (weights, config, tokenizer), made once."""
+    model = os.path.join(out, "base", "model")
+    run_dir = os.path.join(out, "base", "run")
+    cmd = [BIN, "--model", MINILM, "--out", run_dir] + BASE_ARGS
+    if done(run_dir, cmd) and os.path.exists(os.path.join(model, "model.safetensors")):
+        return model
+    shutil.rmtree(run_dir, ignore_errors=True)
+    start = time.time()
+    print("base model: MLM pre-training on the general corpus", flush=True)
+    if run_logged(cmd, run_dir, BASE_THREADS).wait() != 0:
+        sys.exit(f"the base run failed; see {rel(run_dir)}/run.log")
+    ckpts = sorted(d for d in os.listdir(os.path.join(run_dir, "checkpoints"))
+                   if not d.startswith("."))
+    last = os.path.join(run_dir, "checkpoints", ckpts[-1])
+    shutil.rmtree(model, ignore_errors=True)
+    os.makedirs(model)
+    for name in ["config.json", "model.safetensors"]:
+        shutil.copy(os.path.join(last, name), model)
+    for name in os.listdir(MINILM):
+        if name.startswith("tokenizer") or name in ("vocab.txt", "special_tokens_map.json"):
+            shutil.copy(os.path.join(MINILM, name), model)
+    record(run_dir, cmd, time.time() - start)
+    return model
+
+
+def run_grid(out, base, jobs, only):
+    todo = []
+    for label, args, seeds, _ in CELLS:
+        if only and label not in only:
+            continue
+        for seed in seeds:
+            run_dir = os.path.join(out, "runs", label, f"seed-{seed}")
+            cmd = [BIN, "--model", base, "--out", run_dir] + COMMON + args + ["--seed", str(seed)]
+            if not done(run_dir, cmd):
+                todo.append((label, seed, run_dir, cmd))
+    print(f"{len(todo)} runs to do, {jobs} at a time", flush=True)
+    running = []
+    failed = []
+    while todo or running:
+        while todo and len(running) < jobs:
+            label, seed, run_dir, cmd = todo.pop(0)
+            shutil.rmtree(run_dir, ignore_errors=True)
+            print(f"  start {label} seed {seed}", flush=True)
+            running.append((label, seed, run_dir, cmd, time.time(), run_logged(cmd, run_dir, "1")))
+        time.sleep(1)
+        for r in list(running):
+            label, seed, run_dir, cmd, start, proc = r
+            if proc.poll() is None:
+                continue
+            running.remove(r)
+            took = time.time() - start
+            if proc.returncode == 0:
+                record(run_dir, cmd, took)
+                print(f"  done {label} seed {seed} in {took:.0f} s", flush=True)
+            else:
+                failed.append(f"{label} seed {seed} ({rel(run_dir)}/run.log)")
+    if failed:
+        sys.exit("runs failed: " + ", ".join(failed))
+
+
+# ---------------------------------------------------------------- the report
+
+def load(out):
+    """label -> {seed: (results dict, seconds)}"""
+    res = {}
+    for label, _, seeds, _ in CELLS:
+        for seed in seeds:
+            d = os.path.join(out, "runs", label, f"seed-{seed}")
+            try:
+                with open(os.path.join(d, "results.json")) as f:
+                    r = json.load(f)
+                with open(os.path.join(d, "command.json")) as f:
+                    secs = json.load(f)["seconds"]
+            except (OSError, ValueError, KeyError):
+                continue
+            res.setdefault(label, {})[seed] = (r, secs)
+    return res
+
+
+def metrics(r):
+    """The figures of one run, by name."""
+    m = r["matrix"]
+    cols = m["columns"]
+    g, k, p = cols.index("general"), cols.index("kernel"), cols.index("python")
+    after, base = m["after"], m["base"]
+    return {
+        "general after kernel": after[0][g],
+        "general after python": after[1][g],
+        "general change": after[1][g] - base[g],
+        "kernel forgetting": after[1][k] - after[0][k],
+        "kernel gain": base[k] - after[0][k],
+        "python gain": base[p] - after[1][p],
+    }
+
+
+NAMES = ["general after kernel", "general after python", "general change",
+         "kernel forgetting", "kernel gain", "python gain"]
+
+
+def fmt(values, digits=4):
+    if not values:
+        return "—"
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def paired(res, a, b, name):
+    seeds = sorted(set(res.get(a, {})) & set(res.get(b, {})))
+    diffs = [metrics(res[a][s][0])[name] - metrics(res[b][s][0])[name] for s in seeds]
+    return diffs
+
+
+def verdict(diffs):
+    """'yes' when the mean paired difference is beyond two standard errors."""
+    if len(diffs) < 2:
+        return ""
+    mean, sd = statistics.fmean(diffs), statistics.stdev(diffs)
+    se = sd / math.sqrt(len(diffs))
+    return " *" if se > 0 and abs(mean) > 2 * se else ""
+
+
+def report(out, res, base_secs):
+    labels = [c[0] for c in CELLS if c[0] in res]
+    base_general = res["ncl"][0][0]["matrix"]["base"][0] if "ncl" in res else float("nan")
+    lines = []
+    lines.append(
+        "Held-out MLM loss of the base model on the general corpus: "
+        f"{base_general:.4f}. Lower loss is better; forgetting and general change "
+        "are rises in loss (lower is better), gains are falls (higher is better). "
+        "Mean ± sd over the seeds listed.\n")
+    lines.append("| method | seeds | " + " | ".join(NAMES) + " | minutes per run |")
+    lines.append("|---|---|" + "---:|" * (len(NAMES) + 1))
+    for label in labels:
+        runs = res[label]
+        seeds = sorted(runs)
+        ms = [metrics(runs[s][0]) for s in seeds]
+        secs = statistics.fmean(runs[s][1] for s in seeds) / 60
+        lines.append(f"| {label} | {','.join(map(str, seeds))} | "
+                     + " | ".join(fmt([m[n] for m in ms]) for n in NAMES)
+                     + f" | {secs:.1f} |")
+    lines.append("")
+    lines.append("Paired differences (same seed; the row's method minus the other), mean ± sd "
+                 "over the shared seeds; `*` marks a mean beyond two standard errors "
+                 "of the differences. Negative is better for general change and "
+                 "forgetting, positive for gains.\n")
+    lines.append("| method | against | seeds | general change | kernel forgetting | "
+                 "kernel gain | python gain |")
+    lines.append("|---|---|---|---:|---:|---:|---:|")
+    for label, _, _, controls in CELLS:
+        if label not in res:
+            continue
+        others = ([] if label == "ncl" else ["ncl"]) + list(controls or [])
+        if label.endswith("-sgd") and label != "ncl-sgd":
+            others = ["ncl-sgd"]
+        for other in others:
+            if other not in res:
+                continue
+            seeds = sorted(set(res[label]) & set(res[other]))
+            cells = []
+            for n in ["general change", "kernel forgetting", "kernel gain", "python gain"]:
+                d = paired(res, label, other, n)
+                cells.append(fmt(d) + verdict(d))
+            lines.append(f"| {label} | {other} | {','.join(map(str, seeds))} | "
+                         + " | ".join(cells) + " |")
+    total = sum(s for runs in res.values() for _, s in runs.values()) / 60
+    n_runs = sum(len(r) for r in res.values())
+    lines.append("")
+    lines.append(f"{n_runs} runs, {total:.0f} minutes of run time in all "
+                 f"(one thread each), plus {base_secs / 60:.0f} minutes for the base model.")
+    return "\n".join(lines) + "\n"
+
+
+def svg(res):
+    """One panel per method: mean held-out loss change against the base model,
+    rows the stages, columns the evaluation sets."""
+    labels = [c[0] for c in CELLS if c[0] in res]
+    cw, ch, pad, top = 62, 22, 14, 58
+    per_row = 4
+    pw = 90 + 3 * cw
+    ph = top + 2 * ch + 20
+    rows = (len(labels) + per_row - 1) // per_row
+    width, height = per_row * (pw + pad) + pad, rows * (ph + pad) + 40
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             'font-family="sans-serif" font-size="11">',
+             f'<rect width="{width}" height="{height}" fill="white"/>',
+             f'<text x="{pad}" y="20" font-size="14">Held-out loss change against the base '
+             'model (mean over seeds; red: worse, blue: better)</text>']
+    for i, label in enumerate(labels):
+        x0 = pad + (i % per_row) * (pw + pad)
+        y0 = 34 + (i // per_row) * (ph + pad)
+        runs = res[label]
+        mats = [runs[s][0]["matrix"] for s in sorted(runs)]
+        cols = mats[0]["columns"]
+        parts.append(f'<text x="{x0}" y="{y0 + 14}" font-weight="bold">{label} '
+                     f'({len(mats)} seed{"s" if len(mats) > 1 else ""})</text>')
+        for c, name in enumerate(cols):
+            parts.append(f'<text x="{x0 + 90 + c * cw + cw / 2}" y="{y0 + top - 6}" '
+                         f'text-anchor="middle">{name}</text>')
+        for r, stage in enumerate(mats[0]["domains"]):
+            y = y0 + top + r * ch
+            parts.append(f'<text x="{x0}" y="{y + 15}">after {stage}</text>')
+            for c in range(len(cols)):
+                v = statistics.fmean(m["after"][r][c] - m["base"][c] for m in mats)
+                t = max(-1.0, min(1.0, v / 3.0))
+                if t >= 0:
+                    fill = f"rgb(255,{int(255 * (1 - t))},{int(255 * (1 - t))})"
+                else:
+                    fill = f"rgb({int(255 * (1 + t))},{int(255 * (1 + t))},255)"
+                parts.append(f'<rect x="{x0 + 90 + c * cw}" y="{y}" width="{cw - 2}" '
+                             f'height="{ch - 2}" fill="{fill}"/>')
+                parts.append(f'<text x="{x0 + 90 + c * cw + cw / 2 - 1}" y="{y + 15}" '
+                             f'text-anchor="middle">{v:+.3f}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def write_between(path, begin, end, text):
+    with open(path) as f:
+        s = f.read()
+    a, b = s.find(begin), s.find(end)
+    if a < 0 or b < a:
+        sys.exit(f"{path} lacks the markers {begin} and {end}")
+    s = s[: a + len(begin)] + "\n" + text + s[b:]
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(s)
+    os.replace(tmp, path)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=os.path.join(ROOT, "runs", "experiment"))
+    ap.add_argument("--jobs", type=int, default=2, help="runs at a time (results do not change)")
+    ap.add_argument("--only", nargs="*", help="run only these cells")
+    ap.add_argument("--report-only", action="store_true", help="aggregate what exists")
+    ap.add_argument("--write", help="a README to put the table into (between markers)")
+    a = ap.parse_args()
+    out = os.path.abspath(a.out)
+    if not a.report_only:
+        subprocess.run(["cargo", "build", "--example", "continual_domains"], cwd=ROOT,
+                       check=True)
+        base = make_base(out)
+        run_grid(out, base, a.jobs, a.only)
+    with open(os.path.join(out, "base", "run", "command.json")) as f:
+        base_secs = json.load(f)["seconds"]
+    res = load(out)
+    table = report(out, res, base_secs)
+    os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
+    for name, text in [("experiment.md", "# The experiment's figures\n\n" + table),
+                       ("experiment.svg", svg(res))]:
+        path = os.path.join(ROOT, "docs", name)
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
+    print(table)
+    if a.write:
+        write_between(a.write, "<!-- experiment:begin -->", "<!-- experiment:end -->", table)
+
+
+if __name__ == "__main__":
+    main()
