@@ -24,7 +24,7 @@ use softmask::continual::{
 };
 use softmask::{
     Accumulation, Gates, GradientSign, Importance, ImportanceEstimator, MaskMode, MlmLoss, Result,
-    SoftMaskBert, SoftMaskable, SoftMaskedOptimizer, cpu_device,
+    SoftMaskBert, SoftMaskable, SoftMaskedOptimizer, open_device,
 };
 
 fn main() -> ExitCode {
@@ -72,7 +72,7 @@ fn run(
     seq: usize,
     device: &str,
 ) -> Result<()> {
-    let dev = cpu_device(device)?.autodiff();
+    let dev = open_device(device)?.autodiff();
     dev.seed(0);
     let (mut model, config) = SoftMaskBert::from_pretrained(folder, &dev)?;
     // Token ids drawn from the ordinary vocabulary (past the special tokens),

@@ -12,7 +12,7 @@
 //! tools/fetch_minilm.sh    # all-MiniLM-L6-v2 into .cache/all-MiniLM-L6-v2
 //! cargo run --example bert_importance -- \
 //!     [--model .cache/all-MiniLM-L6-v2] [--text examples/data/notebook_reviews.txt] \
-//!     [--device flex|ndarray] [--steps 3] [--max-length 64] [--batch 4]
+//!     [--device flex|ndarray|wgpu|cuda] [--steps 3] [--max-length 64] [--batch 4]
 //! ```
 
 use std::path::PathBuf;
@@ -78,7 +78,7 @@ fn run(args: &Args) -> Result<()> {
     if args.batch == 0 {
         return Err(Error::ZeroSize { what: "batch" });
     }
-    let device = cpu_device(&args.device)?.autodiff();
+    let device = open_device(&args.device)?.autodiff();
     device.seed(0);
     let started = std::time::Instant::now();
     let (mut model, config) = SoftMaskBert::from_pretrained(&args.model, &device)?;

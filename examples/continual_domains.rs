@@ -20,7 +20,8 @@
 //! `--importance-batch-size`, `--normalization reference|one-sided`,
 //! `--sign signed|absolute`;
 //! `--max-chunks N` caps each side of a domain,
-//! `--device flex|ndarray` picks the CPU backend.
+//! `--device flex|ndarray|wgpu|wgpu-cpu|vulkan|cuda|cuda:N` picks the device
+//! (the GPU ones with their cargo features).
 //!
 //! The run folder receives `results.{json,csv,md,svg}`, an importance heatmap
 //! after each domain, `log.jsonl`, `importance/` and `checkpoints/` (the last
@@ -35,7 +36,7 @@ use softmask::continual::{
 };
 use softmask::{
     Error, GradientSign, HeadMaskLayout, MaskMode, Normalization, Result, SoftMaskBert, Tokenizer,
-    WordPieceTokenizer, cpu_device,
+    WordPieceTokenizer, open_device,
 };
 
 struct Args {
@@ -199,7 +200,7 @@ fn cap(chunks: Vec<Vec<u32>>, max: usize) -> Vec<Vec<u32>> {
 
 fn run(args: Args) -> Result<()> {
     let started = std::time::Instant::now();
-    let device = cpu_device(&args.device)?.autodiff();
+    let device = open_device(&args.device)?.autodiff();
     // The MLM head of a checkpoint without one is drawn from this seed, so a
     // resumed run starts from the same base model.
     device.seed(args.config.seed);

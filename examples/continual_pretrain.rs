@@ -8,7 +8,7 @@
 //! Adam cancels a gradient mask; an update mask holds.
 //!
 //! ```text
-//! cargo run --release --example continual_pretrain -- [--device flex|ndarray] [--seed N] [--epochs N]
+//! cargo run --release --example continual_pretrain -- [--device flex|ndarray|wgpu|cuda] [--seed N] [--epochs N]
 //! ```
 
 use std::path::Path;
@@ -42,14 +42,14 @@ fn parse_args() -> std::result::Result<Args, String> {
             "--epochs" => args.epochs = value()?.parse().map_err(|e| format!("--epochs: {e}"))?,
             "--help" | "-h" => {
                 return Err(
-                    "usage: continual_pretrain [--device flex|ndarray] [--seed N] [--epochs N]"
+                    "usage: continual_pretrain [--device flex|ndarray|wgpu|cuda] [--seed N] [--epochs N]"
                         .into(),
                 );
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
     }
-    args.device = cpu_device(&device_name)
+    args.device = open_device(&device_name)
         .map_err(|e| e.to_string())?
         .autodiff();
     args.device_name = device_name;

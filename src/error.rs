@@ -127,6 +127,15 @@ pub enum Error {
     /// The model did not produce a gradient for something that needs one.
     #[error("missing gradient: {0}")]
     MissingGradient(String),
+
+    /// A device this build has could not start here (no adapter, no driver).
+    #[error("device {name:?} is unavailable: {reason}")]
+    DeviceUnavailable {
+        /// The device's name, as [`crate::device`] takes it.
+        name: String,
+        /// What the backend said.
+        reason: String,
+    },
 }
 
 /// `Result` with the crate's [`Error`].

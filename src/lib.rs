@@ -61,7 +61,7 @@
 
 pub mod continual;
 pub mod data;
-mod device;
+pub mod device;
 mod error;
 pub mod importance;
 pub mod io;
@@ -75,7 +75,7 @@ pub use data::mlm::{MaskedTokens, MlmCollator};
 #[cfg(feature = "wordpiece")]
 pub use data::tokenize::{EncodedBatch, WordPieceTokenizer};
 pub use data::tokenize::{Tokenizer, UnknownWords, WordTokenizer, split_words};
-pub use device::{cpu_device, cpu_devices};
+pub use device::{cpu_device, cpu_devices, open_device};
 pub use error::{Error, Result};
 pub use importance::estimate::{Accumulation, GradientSign, ImportanceEstimator, TokenCount};
 pub use importance::gates::{GateLayout, GateSpec, Gates};

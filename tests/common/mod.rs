@@ -15,9 +15,10 @@ use softmask::{
     GateLayout, Importance, Result, SoftMaskBert, SoftMaskNet, SoftMaskNetConfig, TokenBatch,
 };
 
-/// Every CPU device the crate is built for, with autodiff, and its name.
+/// Every device the crate is built for that runs here (CPU, and GPU devices
+/// whose probe passes), with autodiff, and its name.
 pub fn devices() -> Vec<(&'static str, Device)> {
-    let out: Vec<_> = softmask::cpu_devices()
+    let out: Vec<_> = softmask::device::devices()
         .into_iter()
         .map(|(name, d)| (name, d.autodiff()))
         .collect();
