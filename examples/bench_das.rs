@@ -9,6 +9,7 @@
 //! ```text
 //! tools/fetch_minilm.sh
 //! cargo run --release --example bench_das -- [--model .cache/all-MiniLM-L6-v2] [--iters 5] [--batch 8] [--seq 128]
+//!     [--device flex] [--ops das_step,mlm_step,importance]
 //! ```
 
 use std::path::PathBuf;
@@ -31,6 +32,11 @@ fn main() -> ExitCode {
     let mut model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/all-MiniLM-L6-v2");
     let (mut iters, mut batch, mut seq, mut device) =
         (5usize, 8usize, 128usize, "flex".to_string());
+    let mut ops = vec![
+        "das_step".to_string(),
+        "mlm_step".into(),
+        "importance".into(),
+    ];
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let Some(v) = args.next() else {
@@ -49,6 +55,10 @@ fn main() -> ExitCode {
                 device = v;
                 Ok(())
             }
+            "--ops" => {
+                ops = v.split(',').map(str::to_string).collect();
+                Ok(())
+            }
             _ => Err("unknown argument".into()),
         };
         if let Err(e) = parsed {
@@ -56,7 +66,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    match run(&model, iters, batch, seq, &device) {
+    match run(&model, iters, batch, seq, &device, &ops) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -71,7 +81,14 @@ fn run(
     batch: usize,
     seq: usize,
     device: &str,
+    ops: &[String],
 ) -> Result<()> {
+    const OPS: [&str; 3] = ["das_step", "mlm_step", "importance"];
+    if let Some(bad) = ops.iter().find(|o| !OPS.contains(&o.as_str())) {
+        return Err(softmask::Error::InvalidConfig(format!(
+            "--ops: {bad:?} is not one of {OPS:?}"
+        )));
+    }
     let dev = open_device(device)?.autodiff();
     dev.seed(0);
     let (mut model, config) = SoftMaskBert::from_pretrained(folder, &dev)?;
@@ -111,6 +128,9 @@ fn run(
     let mut times: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     for i in 0..iters + 1 {
         for (op, t) in times.iter_mut().enumerate() {
+            if !ops.iter().any(|o| o == OPS[op]) {
+                continue;
+            }
             let b = collate.collate(&rows, i as u64, &dev)?;
             let start = Instant::now();
             if op == 2 {
@@ -135,7 +155,10 @@ fn run(
             }
         }
     }
-    for (op, mut t) in ["das_step", "mlm_step", "importance"].iter().zip(times) {
+    for (op, mut t) in OPS.iter().zip(times) {
+        if t.is_empty() {
+            continue;
+        }
         t.sort_by(f64::total_cmp);
         println!(
             "{{\"side\": \"rust\", \"op\": \"{op}\", \"device\": \"{device}\", \"iters\": {iters}, \"median_ms\": {:.1}, \"min_ms\": {:.1}}}",

@@ -62,6 +62,9 @@ CELLS = [
     ("das", ["--method", "das"], SEEDS3, ("das-permuted", "das-uniform")),
     ("das-permuted", ["--method", "das-permuted"], SEEDS3, None),
     ("das-uniform", ["--method", "das-uniform"], SEEDS3, None),
+    # Learning less: NCL at lower learning rates, to read forgetting at equal gain.
+    ("ncl-lr-7e-5", ["--method", "ncl", "--lr", "7e-5"], SEEDS3, None),
+    ("ncl-lr-5e-5", ["--method", "ncl", "--lr", "5e-5"], SEEDS3, None),
     ("das-gradient", ["--method", "das", "--mask-mode", "gradient"], [0], None),
     ("ncl-sgd", ["--method", "ncl", "--optimizer", "sgd", "--lr", "0.02"], [0], None),
     ("das-gradient-sgd",
@@ -272,7 +275,9 @@ def report(out, res, base_secs):
     for label, _, _, controls in CELLS:
         if label not in res:
             continue
-        others = ([] if label == "ncl" else ["ncl"]) + list(controls or [])
+        others = [] if label.startswith("ncl") else ["ncl"]
+        if controls:
+            others += ["ncl-lr-7e-5", "ncl-lr-5e-5"] + list(controls)
         if label.endswith("-sgd") and label != "ncl-sgd":
             others = ["ncl-sgd"]
         for other in others:
