@@ -5,7 +5,8 @@ use std::path::Path;
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
 
-use crate::data::mlm::MlmCollator;
+use super::trainer::mix;
+use crate::data::mlm::{MaskedTokens, MlmCollator};
 use crate::error::{Error, Result};
 use crate::importance::estimate::model_device;
 use crate::importance::gates::Gates;
@@ -90,6 +91,47 @@ impl BertMlmCollate {
     }
 }
 
+/// The random stream that picks the token of a batch where none was drawn.
+const LABEL_ONE: u64 = 0x1abe1;
+
+impl BertMlmCollate {
+    /// A batch in which no token was drawn (a single short chunk, or one
+    /// made mostly of special tokens) would have no MLM loss; one eligible
+    /// token, chosen from the seed, is then masked, so the batch counts.
+    /// Batches with a label already are left exactly as drawn.
+    fn label_one_if_none(
+        &self,
+        ids: &[Vec<u32>],
+        attention: &[Vec<u32>],
+        seed: u64,
+        masked: &mut MaskedTokens,
+    ) {
+        if masked.labels.iter().flatten().any(|&l| l != -100) {
+            return;
+        }
+        let eligible: Vec<(usize, usize)> = ids
+            .iter()
+            .zip(attention)
+            .enumerate()
+            .flat_map(|(r, (row, att))| {
+                row.iter()
+                    .zip(att)
+                    .enumerate()
+                    .filter(|(_, (id, a))| **a == 1 && !self.special_ids.contains(id))
+                    .map(move |(c, _)| (r, c))
+            })
+            .collect();
+        if eligible.is_empty() {
+            return; // nothing can be labelled: the model refuses the batch
+        }
+        // A stream of its own, independent of the masking draw.
+        let z = mix(seed, &[LABEL_ONE]);
+        let (r, c) = eligible[(z % eligible.len() as u64) as usize];
+        masked.labels[r][c] = i64::from(ids[r][c]);
+        masked.input_ids[r][c] = self.mask_id;
+    }
+}
+
 impl Collate<BertBatch> for BertMlmCollate {
     fn collate(&self, rows: &[Vec<u32>], seed: u64, device: &Device) -> Result<BertBatch> {
         let seq = rows.iter().map(Vec::len).max().unwrap_or(0);
@@ -112,7 +154,8 @@ impl Collate<BertBatch> for BertMlmCollate {
             seed,
         )?
         .with_probability(self.probability)?;
-        let masked = mlm.mask(&ids, &attention)?;
+        let mut masked = mlm.mask(&ids, &attention)?;
+        self.label_one_if_none(&ids, &attention, seed, &mut masked);
         BertBatch::from_rows(
             &masked.input_ids,
             &attention,
@@ -167,5 +210,59 @@ impl ContinualModel<BertBatch> for SoftMaskBert {
             &model_device(self)?,
         )?
         .with_head_layout(self.head_layout()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ints(t: &Tensor<2, Int>) -> Vec<i64> {
+        t.to_data().convert::<i64>().try_to_vec::<i64>().unwrap()
+    }
+
+    #[test]
+    fn a_batch_where_no_token_was_drawn_gets_exactly_one() {
+        let device = crate::cpu_device("flex").unwrap();
+        let specials = vec![0, 101, 102, 103];
+        let collate = BertMlmCollate::new(103, 0, 300, specials.clone()).unwrap();
+        // Three eligible tokens: the 15 % draw selects none for most seeds.
+        let rows = vec![vec![101, 200, 201, 202, 102]];
+        let (mut filled, mut drawn) = (0, 0);
+        for seed in 0..40 {
+            let plain = MlmCollator::new(103, 300, specials.clone(), seed)
+                .unwrap()
+                .mask(&rows, &[vec![1; 5]])
+                .unwrap();
+            let batch = collate.collate(&rows, seed, &device).unwrap();
+            let labels = ints(batch.labels.as_ref().unwrap());
+            let inputs = ints(&batch.input_ids);
+            if plain.labels[0].iter().any(|&l| l != -100) {
+                drawn += 1;
+                assert_eq!(
+                    labels, plain.labels[0],
+                    "seed {seed}: a drawn batch is kept"
+                );
+                let plain_inputs: Vec<i64> =
+                    plain.input_ids[0].iter().map(|&i| i64::from(i)).collect();
+                assert_eq!(inputs, plain_inputs, "seed {seed}");
+            } else {
+                filled += 1;
+                let set: Vec<usize> = (0..5).filter(|&i| labels[i] != -100).collect();
+                assert_eq!(set.len(), 1, "seed {seed}: {labels:?}");
+                let i = set[0];
+                assert!((1..4).contains(&i), "seed {seed}: a special token labelled");
+                assert_eq!(labels[i], i64::from(rows[0][i]));
+                assert_eq!(inputs[i], 103);
+            }
+        }
+        assert!(filled > 0 && drawn > 0, "filled {filled}, drawn {drawn}");
+        // Nothing eligible: nothing is invented, and the model refuses the batch.
+        let batch = collate.collate(&[vec![101, 102]], 1, &device).unwrap();
+        assert!(
+            ints(batch.labels.as_ref().unwrap())
+                .iter()
+                .all(|&l| l == -100)
+        );
     }
 }

@@ -104,7 +104,7 @@ struct State {
 }
 
 /// Mixes a seed with a path of indices (SplitMix64 steps): a stream per purpose.
-fn mix(seed: u64, parts: &[u64]) -> u64 {
+pub(crate) fn mix(seed: u64, parts: &[u64]) -> u64 {
     let mut z = seed;
     for &p in parts {
         z = z.wrapping_add(p).wrapping_add(0x9e37_79b9_7f4a_7c15);

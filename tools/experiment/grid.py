@@ -66,9 +66,9 @@ CELLS = [
     ("ncl-lr-7e-5", ["--method", "ncl", "--lr", "7e-5"], SEEDS3, None),
     ("ncl-lr-5e-5", ["--method", "ncl", "--lr", "5e-5"], SEEDS3, None),
     ("das-gradient", ["--method", "das", "--mask-mode", "gradient"], [0], None),
-    ("ncl-sgd", ["--method", "ncl", "--optimizer", "sgd", "--lr", "0.02"], [0], None),
+    ("ncl-sgd", ["--method", "ncl", "--optimizer", "sgd", "--lr", "0.002"], [0], None),
     ("das-gradient-sgd",
-     ["--method", "das", "--mask-mode", "gradient", "--optimizer", "sgd", "--lr", "0.02"],
+     ["--method", "das", "--mask-mode", "gradient", "--optimizer", "sgd", "--lr", "0.002"],
      [0], None),
     ("dga", ["--method", "dga"], [0], None),
     ("ewc", ["--method", "ewc"], [0], None),
@@ -83,13 +83,13 @@ CELLS = [
     ("das-intent",
      ["--method", "das", "--sign", "absolute", "--importance-batch-size", "1",
       "--importance-batches", "64", "--normalization", "one-sided"],
-     [0], ("das-intent-permuted", "das-intent-uniform")),
+     SEEDS3, ("das-intent-permuted", "das-intent-uniform")),
     ("das-intent-permuted",
      ["--method", "das-permuted", "--sign", "absolute", "--importance-batch-size", "1",
-      "--importance-batches", "64", "--normalization", "one-sided"], [0], None),
+      "--importance-batches", "64", "--normalization", "one-sided"], SEEDS3, None),
     ("das-intent-uniform",
      ["--method", "das-uniform", "--sign", "absolute", "--importance-batch-size", "1",
-      "--importance-batches", "64", "--normalization", "one-sided"], [0], None),
+      "--importance-batches", "64", "--normalization", "one-sided"], SEEDS3, None),
 ]
 
 
@@ -236,13 +236,18 @@ def paired(res, a, b, name):
     return diffs
 
 
+# Two-sided 95 % critical values of Student's t, by degrees of freedom.
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
 def verdict(diffs):
-    """'yes' when the mean paired difference is beyond two standard errors."""
-    if len(diffs) < 2:
+    """' *' when a paired t-test puts the mean difference away from 0 at 95 %."""
+    n = len(diffs)
+    if n < 2 or n - 1 not in T95:
         return ""
     mean, sd = statistics.fmean(diffs), statistics.stdev(diffs)
-    se = sd / math.sqrt(len(diffs))
-    return " *" if se > 0 and abs(mean) > 2 * se else ""
+    se = sd / math.sqrt(n)
+    return " *" if se > 0 and abs(mean) > T95[n - 1] * se else ""
 
 
 def report(out, res, base_secs):
@@ -266,8 +271,8 @@ def report(out, res, base_secs):
                      + f" | {secs:.1f} |")
     lines.append("")
     lines.append("Paired differences (same seed; the row's method minus the other), mean ± sd "
-                 "over the shared seeds; `*` marks a mean beyond two standard errors "
-                 "of the differences. Negative is better for general change and "
+                 "over the shared seeds; `*` marks a difference a paired t-test "
+                 "puts away from zero at 95 % (needs 2 seeds or more). Negative is better for general change and "
                  "forgetting, positive for gains.\n")
     lines.append("| method | against | seeds | general change | kernel forgetting | "
                  "kernel gain | python gain |")
@@ -290,12 +295,60 @@ def report(out, res, base_secs):
                 cells.append(fmt(d) + verdict(d))
             lines.append(f"| {label} | {other} | {','.join(map(str, seeds))} | "
                          + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(equal_gain(res))
     total = sum(s for runs in res.values() for _, s in runs.values()) / 60
     n_runs = sum(len(r) for r in res.values())
     lines.append("")
     lines.append(f"{n_runs} runs, {total:.0f} minutes of run time in all "
                  f"(one thread each), plus {base_secs / 60:.0f} minutes for the base model.")
     return "\n".join(lines) + "\n"
+
+
+# NCL at three learning rates: the trade-off of simply learning less.
+NCL_CURVE = ["ncl", "ncl-lr-7e-5", "ncl-lr-5e-5"]
+
+
+def ncl_at_gain(res, seed, gain):
+    """General change of NCL, same seed, at total gain `gain`, by linear
+    interpolation along its learning rates; and whether it extrapolated."""
+    pts = sorted((metrics(res[c][seed][0])["kernel gain"] + metrics(res[c][seed][0])["python gain"],
+                  metrics(res[c][seed][0])["general change"]) for c in NCL_CURVE)
+    i = 1 if gain < pts[1][0] else len(pts) - 1
+    (g0, c0), (g1, c1) = pts[i - 1], pts[i]
+    return c0 + (c1 - c0) * (gain - g0) / (g1 - g0), not pts[0][0] <= gain <= pts[-1][0]
+
+
+def equal_gain(res):
+    """Each method's general change against NCL's at the same total gain."""
+    if not all(c in res for c in NCL_CURVE):
+        return ""
+    out = ["Forgetting at equal gain: each method's general change against that of NCL, "
+           "same seed, at the same total gain (kernel + python), interpolated along NCL's "
+           "learning rates 1e-4, 7e-5 and 5e-5 († where the gain lies outside their range "
+           "and the line is extended). Negative means less forgotten than plain fine-tuning "
+           "that learns as much.\n",
+           "| method | seeds | total gain | general change | NCL at that gain | difference |",
+           "|---|---|---:|---:|---:|---:|"]
+    for label, _, _, _ in CELLS:
+        if label not in res or label in NCL_CURVE or label.endswith("-sgd"):
+            continue
+        seeds = sorted(s for s in res[label] if all(s in res[c] for c in NCL_CURVE))
+        if not seeds:
+            continue
+        gains, changes, ncls, diffs, extra = [], [], [], [], False
+        for s in seeds:
+            m = metrics(res[label][s][0])
+            g = m["kernel gain"] + m["python gain"]
+            c, e = ncl_at_gain(res, s, g)
+            gains.append(g)
+            changes.append(m["general change"])
+            ncls.append(c)
+            diffs.append(m["general change"] - c)
+            extra |= e
+        out.append(f"| {label} | {','.join(map(str, seeds))} | {fmt(gains)} | {fmt(changes)} | "
+                   f"{fmt(ncls)}{' †' if extra else ''} | {fmt(diffs)}{verdict(diffs)} |")
+    return "\n".join(out) + "\n"
 
 
 def svg(res):
@@ -329,7 +382,7 @@ def svg(res):
             parts.append(f'<text x="{x0}" y="{y + 15}">after {stage}</text>')
             for c in range(len(cols)):
                 v = statistics.fmean(m["after"][r][c] - m["base"][c] for m in mats)
-                t = max(-1.0, min(1.0, v / 3.0))
+                t = max(-1.0, min(1.0, v / 1.5))
                 if t >= 0:
                     fill = f"rgb(255,{int(255 * (1 - t))},{int(255 * (1 - t))})"
                 else:
@@ -355,6 +408,41 @@ def write_between(path, begin, end, text):
     os.replace(tmp, path)
 
 
+def verify(out, which, jobs):
+    """Reruns finished runs with their recorded command into out/verify/ and
+    compares results.json byte for byte."""
+    procs = []
+    for item in which:
+        label, seed = item.split(":")
+        run_dir = os.path.join(out, "runs", label, f"seed-{seed}")
+        with open(os.path.join(run_dir, "command.json")) as f:
+            cmd = [os.path.join(ROOT, c) if c.startswith(("target/", "runs/")) else c
+                   for c in json.load(f)["command"]]
+        scratch = os.path.join(out, "verify", label, f"seed-{seed}")
+        shutil.rmtree(scratch, ignore_errors=True)
+        i = cmd.index("--out")
+        cmd[i + 1] = scratch
+        while len([p for p in procs if p[2].poll() is None]) >= jobs:
+            time.sleep(1)
+        procs.append((run_dir, scratch, run_logged(cmd, scratch, "1")))
+    bad = []
+    for run_dir, scratch, proc in procs:
+        proc.wait()
+        with open(os.path.join(run_dir, "results.json"), "rb") as f:
+            want = f.read()
+        try:
+            with open(os.path.join(scratch, "results.json"), "rb") as f:
+                got = f.read()
+        except OSError:
+            got = None
+        same = got == want
+        print(f"{rel(run_dir)}: {'identical' if same else 'DIFFERENT'}")
+        if not same:
+            bad.append(rel(run_dir))
+    if bad:
+        sys.exit("not reproduced: " + ", ".join(bad))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "runs", "experiment"))
@@ -362,8 +450,14 @@ def main():
     ap.add_argument("--only", nargs="*", help="run only these cells")
     ap.add_argument("--report-only", action="store_true", help="aggregate what exists")
     ap.add_argument("--write", help="a README to put the table into (between markers)")
+    ap.add_argument("--verify", nargs="*", metavar="LABEL:SEED",
+                    help="rerun these finished runs into a scratch folder and check that "
+                         "results.json comes out byte for byte the same")
     a = ap.parse_args()
     out = os.path.abspath(a.out)
+    if a.verify:
+        verify(out, a.verify, a.jobs)
+        return
     if not a.report_only:
         subprocess.run(["cargo", "build", "--example", "continual_domains"], cwd=ROOT,
                        check=True)
