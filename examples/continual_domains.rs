@@ -101,15 +101,14 @@ fn parse() -> std::result::Result<Args, String> {
             "--device" => a.device = v,
             "--max-chunks" => a.max_chunks = int(&v)?,
             "--head-layout" => {
-                a.head_layout = match v.as_str() {
-                    "semantic" => HeadMaskLayout::Semantic,
-                    "reference" => HeadMaskLayout::Reference,
-                    other => {
-                        return Err(format!(
-                            "--head-layout: {other:?} is not semantic or reference"
-                        ));
-                    }
-                }
+                a.head_layout = one_of(
+                    &flag,
+                    &v,
+                    [
+                        ("semantic", HeadMaskLayout::Semantic),
+                        ("reference", HeadMaskLayout::Reference),
+                    ],
+                )?;
             }
             "--steps" => c.steps_per_domain = int(&v)?,
             "--batch-size" => c.batch_size = int(&v)?,
@@ -117,22 +116,24 @@ fn parse() -> std::result::Result<Args, String> {
             "--importance-batches" => c.importance_batches = int(&v)?,
             "--importance-batch-size" => c.importance_batch_size = Some(int(&v)?),
             "--normalization" => {
-                c.normalization = match v.as_str() {
-                    "reference" => Normalization::Reference,
-                    "one-sided" => Normalization::OneSided,
-                    other => {
-                        return Err(format!(
-                            "--normalization: {other:?} is not reference or one-sided"
-                        ));
-                    }
-                }
+                c.normalization = one_of(
+                    &flag,
+                    &v,
+                    [
+                        ("reference", Normalization::Reference),
+                        ("one-sided", Normalization::OneSided),
+                    ],
+                )?;
             }
             "--sign" => {
-                c.sign = match v.as_str() {
-                    "signed" => GradientSign::Signed,
-                    "absolute" => GradientSign::Absolute,
-                    other => return Err(format!("--sign: {other:?} is not signed or absolute")),
-                }
+                c.sign = one_of(
+                    &flag,
+                    &v,
+                    [
+                        ("signed", GradientSign::Signed),
+                        ("absolute", GradientSign::Absolute),
+                    ],
+                )?;
             }
             "--checkpoint-every" => c.checkpoint_every = int(&v)?,
             "--seed" => c.seed = v.parse().map_err(|e| format!("--seed: {e}"))?,
@@ -143,20 +144,24 @@ fn parse() -> std::result::Result<Args, String> {
             "--ewc-lambda" => c.ewc_lambda = real(&v)?,
             "--temperature" => c.temperature = real(&v)?,
             "--mask-mode" => {
-                c.mask_mode = match v.as_str() {
-                    "update" => MaskMode::Update,
-                    "gradient" => MaskMode::Gradient,
-                    other => {
-                        return Err(format!("--mask-mode: {other:?} is not update or gradient"));
-                    }
-                }
+                c.mask_mode = one_of(
+                    &flag,
+                    &v,
+                    [
+                        ("update", MaskMode::Update),
+                        ("gradient", MaskMode::Gradient),
+                    ],
+                )?;
             }
             "--optimizer" => {
-                c.optimizer = match v.as_str() {
-                    "adamw" => OptimizerKind::AdamW { weight_decay: 0.01 },
-                    "sgd" => OptimizerKind::Sgd { momentum: 0.9 },
-                    other => return Err(format!("--optimizer: {other:?} is not adamw or sgd")),
-                }
+                c.optimizer = one_of(
+                    &flag,
+                    &v,
+                    [
+                        ("adamw", OptimizerKind::AdamW { weight_decay: 0.01 }),
+                        ("sgd", OptimizerKind::Sgd { momentum: 0.9 }),
+                    ],
+                )?;
             }
             other => return Err(format!("unknown argument {other}")),
         }
@@ -168,6 +173,16 @@ fn parse() -> std::result::Result<Args, String> {
         return Err("name the run folder with --out DIR".into());
     }
     Ok(a)
+}
+
+/// The value named `v` among `choices`; the error names the flag and the choices.
+fn one_of<T, const N: usize>(flag: &str, v: &str, choices: [(&str, T); N]) -> Result<T, String> {
+    let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+    choices
+        .into_iter()
+        .find(|(n, _)| *n == v)
+        .map(|(_, t)| t)
+        .ok_or_else(|| format!("{flag}: {v:?} is not {}", names.join(" or ")))
 }
 
 fn main() -> ExitCode {

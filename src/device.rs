@@ -60,7 +60,7 @@ pub fn device_names() -> Vec<&'static str> {
 ///
 /// [`Error::InvalidConfig`] naming the devices this build has.
 pub fn device(name: &str) -> Result<Device> {
-    if let Some((_, d)) = cpu_devices().into_iter().find(|(n, _)| *n == name) {
+    if let Ok(d) = cpu_device(name) {
         return Ok(d);
     }
     if let Some(d) = gpu_device(name)? {

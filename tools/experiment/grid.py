@@ -416,8 +416,7 @@ def verify(out, which, jobs):
         label, seed = item.split(":")
         run_dir = os.path.join(out, "runs", label, f"seed-{seed}")
         with open(os.path.join(run_dir, "command.json")) as f:
-            cmd = [os.path.join(ROOT, c) if c.startswith(("target/", "runs/")) else c
-                   for c in json.load(f)["command"]]
+            cmd = json.load(f)["command"]  # paths relative to ROOT, where it runs
         scratch = os.path.join(out, "verify", label, f"seed-{seed}")
         shutil.rmtree(scratch, ignore_errors=True)
         i = cmd.index("--out")
