@@ -10,25 +10,17 @@ use burn::tensor::Tensor;
 /// keeps the default) does not. The two derivatives part by up to about 1e-3
 /// for inputs near ±2, which trained checkpoints reach, so every gradient
 /// through a feed-forward block (training and importance) would differ from
-/// PyTorch's. On Flex this calls burn's fused kernels; elsewhere it writes GELU
-/// as `x/2 · (1 + erf(x/√2))`, which autodiff differentiates exactly.
+/// PyTorch's. On Flex this runs the fused, vectorised kernels of
+/// [`softmask_kernels`] (the same erf as PyTorch's CPU kernels); elsewhere it
+/// writes GELU as `x/2 · (1 + erf(x/√2))`, which autodiff differentiates
+/// exactly.
 ///
 /// # Shapes
 ///
 /// - input: `[..., any]`
 /// - output: same as input
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    #[cfg(feature = "flex")]
-    if x.device() == burn::tensor::Device::flex() {
-        return burn::tensor::activation::gelu(x);
-    }
-    let cdf = x
-        .clone()
-        .div_scalar(std::f32::consts::SQRT_2)
-        .erf()
-        .add_scalar(1.0)
-        .mul_scalar(0.5);
-    x * cdf
+    softmask_kernels::gelu(x)
 }
 
 #[cfg(test)]
