@@ -1,5 +1,5 @@
-//! [`FusedOps`] under autodiff: the forward runs the inner backend's kernel
-//! and records a backward step that runs its fused backward.
+//! [`FusedOps`] under autodiff: each forward runs the inner backend's kernel
+//! and records one backward step that runs its fused backward.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -10,54 +10,134 @@ use burn::backend::{Autodiff, Backend};
 
 use crate::FusedOps;
 
-impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
-    fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct Gelu;
+/// A fused operation with its fused backward.
+trait Kernel: Send + std::fmt::Debug + 'static {
+    /// Whether the backward reads the forward's output (else its input).
+    const FROM_OUTPUT: bool;
+    fn forward<B: FusedOps>(x: FloatTensor<B>) -> FloatTensor<B>;
+    fn backward<B: FusedOps>(saved: FloatTensor<B>, grad: FloatTensor<B>) -> FloatTensor<B>;
+}
 
-        impl<B: Backend + FusedOps> Backward<B, 1> for Gelu {
-            type State = FloatTensor<B>;
+#[derive(Debug)]
+struct Gelu;
+impl Kernel for Gelu {
+    const FROM_OUTPUT: bool = false;
+    fn forward<B: FusedOps>(x: FloatTensor<B>) -> FloatTensor<B> {
+        B::fused_gelu(x)
+    }
+    fn backward<B: FusedOps>(x: FloatTensor<B>, grad: FloatTensor<B>) -> FloatTensor<B> {
+        B::fused_gelu_backward(x, grad)
+    }
+}
 
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let x = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    B::fused_gelu_backward(x, grad)
-                });
-            }
+#[derive(Debug)]
+struct Softmax;
+impl Kernel for Softmax {
+    const FROM_OUTPUT: bool = true;
+    fn forward<B: FusedOps>(x: FloatTensor<B>) -> FloatTensor<B> {
+        B::fused_softmax(x)
+    }
+    fn backward<B: FusedOps>(y: FloatTensor<B>, grad: FloatTensor<B>) -> FloatTensor<B> {
+        B::fused_softmax_backward(y, grad)
+    }
+}
+
+#[derive(Debug)]
+struct LogSoftmax;
+impl Kernel for LogSoftmax {
+    const FROM_OUTPUT: bool = true;
+    fn forward<B: FusedOps>(x: FloatTensor<B>) -> FloatTensor<B> {
+        B::fused_log_softmax(x)
+    }
+    fn backward<B: FusedOps>(y: FloatTensor<B>, grad: FloatTensor<B>) -> FloatTensor<B> {
+        B::fused_log_softmax_backward(y, grad)
+    }
+}
+
+/// The backward step of kernel `K`.
+#[derive(Debug)]
+struct Step<K>(K);
+
+impl<B: Backend + FusedOps, K: Kernel> Backward<B, 1> for Step<K> {
+    type State = FloatTensor<B>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let saved = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+            K::backward::<B>(saved, grad)
+        });
+    }
+}
+
+fn tracked<B: Backend + FusedOps, C: CheckpointStrategy, K: Kernel>(
+    kernel: K,
+    x: FloatTensor<Autodiff<B, C>>,
+) -> FloatTensor<Autodiff<B, C>> {
+    let guard = x.node();
+    let x = x.into_primitive();
+    match Step(kernel)
+        .prepare::<C>([guard])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let y = K::forward::<B>(x.clone());
+            let saved = if K::FROM_OUTPUT { y.clone() } else { x };
+            prep.finish(saved, y)
         }
+        OpsKind::UnTracked(prep) => prep.finish(K::forward::<B>(x)),
+    }
+}
 
-        let guard = x.node();
-        let x = x.into_primitive();
-        match Gelu.prepare::<C>([guard]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let y = B::fused_gelu(x.clone());
-                prep.finish(x, y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::fused_gelu(x)),
-        }
+/// A backward kernel called on autodiff tensors: its result is a constant of
+/// the graph (no second derivatives).
+fn constant<B: Backend, C: CheckpointStrategy>(
+    a: FloatTensor<Autodiff<B, C>>,
+    b: FloatTensor<Autodiff<B, C>>,
+    f: impl FnOnce(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>> {
+    #[derive(Debug)]
+    struct Constant;
+
+    impl<B: Backend> Backward<B, 2> for Constant {
+        type State = ();
+
+        fn backward(self, _: Ops<(), 2>, _: &mut Gradients, _: &mut Checkpointer) {}
     }
 
-    /// Not differentiable again: the result is a constant of the graph.
+    let guards = [a.node(), b.node()];
+    let out = f(a.into_primitive(), b.into_primitive());
+    match Constant.prepare::<C>(guards).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish((), out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
+
+impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+    fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        tracked::<B, C, _>(Gelu, x)
+    }
+
     fn fused_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct Constant;
+        constant::<B, C>(x, grad, B::fused_gelu_backward)
+    }
 
-        impl<B: Backend> Backward<B, 2> for Constant {
-            type State = ();
+    fn fused_softmax(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        tracked::<B, C, _>(Softmax, x)
+    }
 
-            fn backward(self, _: Ops<(), 2>, _: &mut Gradients, _: &mut Checkpointer) {}
-        }
+    fn fused_softmax_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        constant::<B, C>(y, grad, B::fused_softmax_backward)
+    }
 
-        let guards = [x.node(), grad.node()];
-        let out = B::fused_gelu_backward(x.into_primitive(), grad.into_primitive());
-        match Constant.prepare::<C>(guards).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((), out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        }
+    fn fused_log_softmax(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        tracked::<B, C, _>(LogSoftmax, x)
+    }
+
+    fn fused_log_softmax_backward(
+        y: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        constant::<B, C>(y, grad, B::fused_log_softmax_backward)
     }
 }

@@ -1,10 +1,11 @@
-//! [`FusedOps`] on Flex: contiguous `f32` tensors run the vectorised loops of
-//! [`math`](crate::math) in parallel chunks; other dtypes use Flex's own ops.
+//! [`FusedOps`] on Flex: `f32` tensors run the vectorised loops of
+//! [`math`](crate::math) in parallel chunks; other float dtypes are computed
+//! in `f32` and cast back.
 
 use burn::backend::flex::{Flex, FlexTensor, Layout};
-use burn::backend::ops::ActivationOps;
+use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
-use burn::tensor::{Bytes, DType};
+use burn::tensor::{Bytes, DType, FloatDType};
 use rayon::prelude::*;
 
 use crate::FusedOps;
@@ -16,60 +17,124 @@ const CHUNK: usize = 1 << 14;
 
 impl FusedOps for Flex {
     fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        if x.dtype() != DType::F32 {
-            return <Flex as ActivationOps<Flex>>::gelu(x);
-        }
-        let x = contiguous(x);
-        let Some(src) = x.as_slice::<f32>() else {
-            return <Flex as ActivationOps<Flex>>::gelu(x);
-        };
-        let mut out = vec![0.0f32; src.len()];
-        out.par_chunks_mut(CHUNK)
-            .zip(src.par_chunks(CHUNK))
-            .for_each(|(o, s)| math::gelu_slice(s, o));
-        from_vec(out, &x)
+        map(x, 1, math::gelu_slice_rows)
     }
 
     fn fused_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        if x.dtype() != DType::F32
-            || grad.dtype() != DType::F32
-            || x.layout().shape() != grad.layout().shape()
-        {
-            return <Flex as ActivationOps<Flex>>::gelu_backward(x, grad);
-        }
-        let x = contiguous(x);
-        let mut grad = contiguous(grad);
-        let Some(xs) = x.as_slice::<f32>() else {
-            return <Flex as ActivationOps<Flex>>::gelu_backward(x, grad);
-        };
-        // The incoming gradient is usually this step's alone: overwrite it.
-        if grad.layout().contiguous_offsets() == Some((0, xs.len()))
-            && let Some(dy) = grad.try_storage_mut::<f32>()
-        {
-            backward_in_place(xs, &mut dy[..xs.len()]);
-            return grad;
-        }
-        let Some(dy) = grad.as_slice::<f32>() else {
-            return <Flex as ActivationOps<Flex>>::gelu_backward(x, grad);
-        };
-        let mut out = dy.to_vec();
-        backward_in_place(xs, &mut out);
-        from_vec(out, &x)
+        backward(x, grad, 1, math::gelu_backward_slice_rows)
+    }
+
+    fn fused_softmax(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let n = last_dim(&x);
+        map(x, n, math::softmax_rows)
+    }
+
+    fn fused_softmax_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        let n = last_dim(&y);
+        backward(y, grad, n, math::softmax_backward_rows)
+    }
+
+    fn fused_log_softmax(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let n = last_dim(&x);
+        map(x, n, math::log_softmax_rows)
+    }
+
+    fn fused_log_softmax_backward(
+        y: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let n = last_dim(&y);
+        backward(y, grad, n, math::log_softmax_backward_rows)
     }
 }
 
-fn backward_in_place(xs: &[f32], dy: &mut [f32]) {
-    dy.par_chunks_mut(CHUNK)
-        .zip(xs.par_chunks(CHUNK))
-        .for_each(|(d, s)| math::gelu_backward_slice(s, d));
+fn last_dim(t: &FlexTensor) -> usize {
+    t.layout().shape().iter().last().copied().unwrap_or(1)
 }
 
-/// `t` itself when its elements are contiguous, else a contiguous copy.
-fn contiguous(t: FlexTensor) -> FlexTensor {
-    if t.layout().contiguous_offsets().is_some() {
+/// Rows of `n` elements per parallel task (at least one row).
+fn rows_per_task(n: usize) -> usize {
+    (CHUNK / n.max(1)).max(1) * n.max(1)
+}
+
+/// `f(x, out, n)` over rows of `n` elements into a new tensor.
+fn map(x: FlexTensor, n: usize, f: fn(&[f32], &mut [f32], usize)) -> FlexTensor {
+    let (x, dtype) = as_f32(x);
+    let len = x.layout().num_elements();
+    if len == 0 || n == 0 {
+        return restore(x, dtype);
+    }
+    let Some(src) = x.as_slice::<f32>() else {
+        return restore(x, dtype);
+    };
+    let mut out = vec![0.0f32; len];
+    let task = rows_per_task(n);
+    out.par_chunks_mut(task)
+        .zip(src.par_chunks(task))
+        .for_each(|(o, s)| f(s, o, n));
+    restore(from_vec(out, &x), dtype)
+}
+
+/// `f(saved, grad, n)` over rows of `n` elements, in `grad`'s buffer when it
+/// owns one, else in a copy.
+fn backward(
+    saved: FlexTensor,
+    grad: FlexTensor,
+    n: usize,
+    f: fn(&[f32], &mut [f32], usize),
+) -> FlexTensor {
+    let (saved, _) = as_f32(saved);
+    let (mut grad, dtype) = as_f32(grad);
+    let len = saved.layout().num_elements();
+    if len == 0 || n == 0 || saved.layout().shape() != grad.layout().shape() {
+        return restore(grad, dtype);
+    }
+    let Some(xs) = saved.as_slice::<f32>() else {
+        return restore(grad, dtype);
+    };
+    let task = rows_per_task(n);
+    let run = |dy: &mut [f32]| {
+        dy.par_chunks_mut(task)
+            .zip(xs.par_chunks(task))
+            .for_each(|(d, s)| f(s, d, n))
+    };
+    if grad.layout().contiguous_offsets() == Some((0, len))
+        && let Some(dy) = grad.try_storage_mut::<f32>()
+    {
+        run(&mut dy[..len]);
+        return restore(grad, dtype);
+    }
+    let Some(dy) = grad.as_slice::<f32>() else {
+        return restore(grad, dtype);
+    };
+    let mut out = dy.to_vec();
+    run(&mut out);
+    restore(from_vec(out, &saved), dtype)
+}
+
+/// `t` as a contiguous `f32` tensor, with the dtype to cast the result back to.
+fn as_f32(t: FlexTensor) -> (FlexTensor, DType) {
+    let dtype = t.dtype();
+    let t = if dtype == DType::F32 {
+        t
+    } else {
+        Flex::float_cast(t, FloatDType::F32)
+    };
+    let t = if t.layout().contiguous_offsets().is_some() {
         t
     } else {
         t.to_contiguous()
+    };
+    (t, dtype)
+}
+
+/// `t` cast back to `dtype` where that is not `f32`.
+fn restore(t: FlexTensor, dtype: DType) -> FlexTensor {
+    match dtype {
+        DType::F64 => Flex::float_cast(t, FloatDType::F64),
+        DType::F16 => Flex::float_cast(t, FloatDType::F16),
+        DType::BF16 => Flex::float_cast(t, FloatDType::BF16),
+        _ => t,
     }
 }
 

@@ -20,7 +20,8 @@ mod math;
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, backend_extension};
-use burn::tensor::Tensor;
+use burn::tensor::activation;
+use burn::tensor::{DType, Tensor};
 
 /// Operations this crate fuses, as a burn backend extension: implemented
 /// for Flex and for autodiff over it.
@@ -30,15 +31,30 @@ pub trait FusedOps: Backend {
     fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
     /// `grad · gelu'(x)`, with `gelu'(x) = Φ(x) + x φ(x)`.
     fn fused_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Softmax along the last dimension.
+    fn fused_softmax(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Softmax's backward from its output `y`: `y · (grad - Σ y·grad)`.
+    fn fused_softmax_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Log-softmax along the last dimension.
+    fn fused_log_softmax(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Log-softmax's backward from its output `y`: `grad - e^y · Σ grad`.
+    fn fused_log_softmax_backward(
+        y: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
 }
 
-/// Whether `device` (with or without autodiff) runs [`FusedOps`].
-pub fn fused_on(device: &burn::tensor::Device) -> bool {
+/// Whether `x` runs [`FusedOps`]: an `f32` tensor, not empty, on a device
+/// (with or without autodiff) that implements them.
+fn fused_for<const D: usize>(x: &Tensor<D>) -> bool {
     #[cfg(feature = "flex")]
-    if *device == burn::tensor::Device::flex() {
+    if x.device() == burn::tensor::Device::flex()
+        && x.dtype() == DType::F32
+        && x.shape().num_elements() > 0
+    {
         return true;
     }
-    let _ = device;
+    let _ = x;
     false
 }
 
@@ -59,13 +75,13 @@ pub fn fused_on(device: &burn::tensor::Device) -> bool {
 /// use burn::tensor::{Device, Tensor};
 ///
 /// let x = Tensor::<1>::from_floats([-1.0, 0.0, 2.0], &Device::default());
-/// let y = softmask_kernels::gelu(x).into_data().to_vec::<f32>().unwrap();
+/// let y = softmask_kernels::gelu(x).into_data().try_to_vec::<f32>().unwrap();
 /// assert!((y[0] + 0.158_655_3).abs() < 1e-6);
 /// assert_eq!(y[1], 0.0);
 /// assert!((y[2] - 1.954_5).abs() < 1e-4);
 /// ```
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if fused_on(&x.device()) {
+    if fused_for(&x) {
         return Tensor::from_dispatch(<Dispatch as FusedOps>::fused_gelu(x.into_dispatch()));
     }
     let cdf = x
@@ -75,4 +91,52 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         .add_scalar(1.0)
         .mul_scalar(0.5);
     x * cdf
+}
+
+/// Softmax along `dim`: fused (one pass forward, one backward) on Flex along
+/// the last dimension, burn's [`activation::softmax`] otherwise.
+///
+/// # Shapes
+///
+/// - input: `[..., any]`
+/// - output: same as input
+///
+/// # Example
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+///
+/// let x = Tensor::<2>::from_floats([[0.0, 0.0], [0.0, f32::MIN]], &Device::default());
+/// let y = softmask_kernels::softmax(x, 1).into_data().try_to_vec::<f32>().unwrap();
+/// assert_eq!(y, [0.5, 0.5, 1.0, 0.0]);
+/// ```
+pub fn softmax<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
+    if dim + 1 == D && fused_for(&x) {
+        return Tensor::from_dispatch(<Dispatch as FusedOps>::fused_softmax(x.into_dispatch()));
+    }
+    activation::softmax(x, dim)
+}
+
+/// Log-softmax along `dim`: fused on Flex along the last dimension, burn's
+/// [`activation::log_softmax`] otherwise.
+///
+/// # Shapes
+///
+/// - input: `[..., any]`
+/// - output: same as input
+///
+/// # Example
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+///
+/// let x = Tensor::<1>::from_floats([1.0, 1.0], &Device::default());
+/// let y = softmask_kernels::log_softmax(x, 0).into_data().try_to_vec::<f32>().unwrap();
+/// assert!((y[0] + std::f32::consts::LN_2).abs() < 1e-6);
+/// ```
+pub fn log_softmax<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
+    if dim + 1 == D && fused_for(&x) {
+        return Tensor::from_dispatch(<Dispatch as FusedOps>::fused_log_softmax(x.into_dispatch()));
+    }
+    activation::log_softmax(x, dim)
 }

@@ -12,8 +12,8 @@ fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FMA { a.mul_add(b, c) } else { a * b + c }
 }
 
-/// `e^x` for `x ≤ 88`; inputs below -87.3 give about 1e-38 instead of a
-/// subnormal or zero.
+/// `e^x` for `x ≤ 88`; 0 below -87.3 (where `e^x` is subnormal), so
+/// `e^-∞ = 0`.
 #[inline(always)]
 pub(crate) fn exp<const FMA: bool>(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -21,6 +21,7 @@ pub(crate) fn exp<const FMA: bool>(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     // 1.5 · 2^23: adding and subtracting it rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
+    let x0 = x;
     let x = x.clamp(-87.3, 88.0);
     let k = x * LOG2E + ROUND;
     let n = k - ROUND;
@@ -36,7 +37,7 @@ pub(crate) fn exp<const FMA: bool>(x: f32) -> f32 {
     // (k = 1.5 · 2^23 + n exactly): 2^n by its exponent bits.
     let biased = k.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127);
     let scale = f32::from_bits(biased << 23);
-    y * scale
+    if x0 < -87.3 { 0.0 } else { y * scale }
 }
 
 /// `erf(x)`, absolute error ≤ 1.5e-7 in exact arithmetic (Abramowitz–Stegun
@@ -73,66 +74,174 @@ pub(crate) fn gelu_backward<const FMA: bool>(x: f32, dy: f32) -> f32 {
     dy * madd::<FMA>(x, pdf, cdf)
 }
 
-/// Defines `$name(x, dst)` that sets `dst[i] = $f(x[i], dst[i])`, compiled
-/// for AVX-512, for AVX2 with FMA, and for the baseline, and runs the widest
-/// the CPU has.
-macro_rules! elementwise {
-    ($(#[$doc:meta])* $name:ident => $f:ident) => {
+/// Defines `$name(args)` that runs `$body::<FMA>(args)` compiled for
+/// AVX-512, for AVX2 with FMA, and for the baseline: the widest the CPU has.
+macro_rules! multiversion {
+    ($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),*) => $body:ident) => {
         $(#[$doc])*
-        pub(crate) fn $name(x: &[f32], dst: &mut [f32]) {
-            #[inline(always)]
-            fn body<const FMA: bool>(x: &[f32], dst: &mut [f32]) {
-                let x = &x[..dst.len()];
-                for (d, &x) in dst.iter_mut().zip(x) {
-                    *d = $f::<FMA>(x, *d);
-                }
-            }
+        pub(crate) fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx2,fma")]
-                fn avx512(x: &[f32], dst: &mut [f32]) {
-                    body::<true>(x, dst)
+                fn avx512($($arg: $ty),*) {
+                    $body::<true>($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
-                fn avx2(x: &[f32], dst: &mut [f32]) {
-                    body::<true>(x, dst)
+                fn avx2($($arg: $ty),*) {
+                    $body::<true>($($arg),*)
                 }
                 if std::arch::is_x86_feature_detected!("avx512f") {
                     // SAFETY: the CPU has the features `avx512` is compiled for.
-                    return unsafe { avx512(x, dst) };
+                    return unsafe { avx512($($arg),*) };
                 }
                 if std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma")
                 {
                     // SAFETY: the CPU has the features `avx2` is compiled for.
-                    return unsafe { avx2(x, dst) };
+                    return unsafe { avx2($($arg),*) };
                 }
-                body::<false>(x, dst)
+                $body::<false>($($arg),*)
             }
             #[cfg(target_arch = "aarch64")]
             {
-                body::<true>(x, dst)
+                $body::<true>($($arg),*)
             }
             #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
             {
-                body::<false>(x, dst)
+                $body::<false>($($arg),*)
             }
         }
     };
 }
 
+/// Lanes of the reductions: independent accumulators the compiler keeps in
+/// one vector register.
+const LANES: usize = 16;
+
 #[inline(always)]
-fn gelu_into<const FMA: bool>(x: f32, _: f32) -> f32 {
-    gelu::<FMA>(x)
+fn max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = a.max(v);
+        }
+    }
+    rest.iter()
+        .chain(&acc)
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
 }
 
-elementwise!(
+/// `Σ f(x[i], y[i])` over `x.len()` elements.
+#[inline(always)]
+fn sum_of(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let y = &y[..x.len()];
+    let mut acc = [0.0f32; LANES];
+    let (xc, yc) = (x.chunks_exact(LANES), y.chunks_exact(LANES));
+    let (xr, yr) = (xc.remainder(), yc.remainder());
+    for (c, d) in xc.zip(yc) {
+        for ((a, &u), &v) in acc.iter_mut().zip(c).zip(d) {
+            *a += f(u, v);
+        }
+    }
+    let tail: f32 = xr.iter().zip(yr).map(|(&u, &v)| f(u, v)).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+#[inline(always)]
+fn gelu_body<const FMA: bool>(x: &[f32], dst: &mut [f32]) {
+    for (d, &x) in dst.iter_mut().zip(x) {
+        *d = gelu::<FMA>(x);
+    }
+}
+
+#[inline(always)]
+fn gelu_backward_body<const FMA: bool>(x: &[f32], dy: &mut [f32]) {
+    for (d, &x) in dy.iter_mut().zip(x) {
+        *d = gelu_backward::<FMA>(x, *d);
+    }
+}
+
+#[inline(always)]
+fn softmax_body<const FMA: bool>(x: &[f32], y: &mut [f32], n: usize) {
+    for (x, y) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
+        let m = max(x);
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = exp::<FMA>(v - m);
+        }
+        let inv = 1.0 / sum_of(y, y, |v, _| v);
+        for o in y.iter_mut() {
+            *o *= inv;
+        }
+    }
+}
+
+#[inline(always)]
+fn log_softmax_body<const FMA: bool>(x: &[f32], y: &mut [f32], n: usize) {
+    for (x, y) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
+        let m = max(x);
+        let lse = m + sum_of(x, x, |v, _| exp::<FMA>(v - m)).ln();
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = v - lse;
+        }
+    }
+}
+
+#[inline(always)]
+fn softmax_backward_body<const FMA: bool>(y: &[f32], dy: &mut [f32], n: usize) {
+    for (y, dy) in y.chunks_exact(n).zip(dy.chunks_exact_mut(n)) {
+        let dot = sum_of(y, dy, |a, b| a * b);
+        for (d, &v) in dy.iter_mut().zip(y) {
+            *d = v * (*d - dot);
+        }
+    }
+}
+
+#[inline(always)]
+fn log_softmax_backward_body<const FMA: bool>(y: &[f32], dy: &mut [f32], n: usize) {
+    for (y, dy) in y.chunks_exact(n).zip(dy.chunks_exact_mut(n)) {
+        let total = sum_of(dy, dy, |a, _| a);
+        for (d, &v) in dy.iter_mut().zip(y) {
+            *d = madd::<FMA>(-exp::<FMA>(v), total, *d);
+        }
+    }
+}
+
+multiversion!(
     /// `dst[i] = gelu(x[i])`.
-    gelu_slice => gelu_into
+    gelu_slice(x: &[f32], dst: &mut [f32]) => gelu_body
 );
-elementwise!(
+multiversion!(
     /// `dy[i] = dy[i] · gelu'(x[i])`, in place.
-    gelu_backward_slice => gelu_backward
+    gelu_backward_slice(x: &[f32], dy: &mut [f32]) => gelu_backward_body
+);
+
+/// [`gelu_slice`] with the row signature of the other kernels (`n` unused).
+pub(crate) fn gelu_slice_rows(x: &[f32], dst: &mut [f32], _: usize) {
+    gelu_slice(x, dst)
+}
+
+/// [`gelu_backward_slice`] with the row signature of the other kernels.
+pub(crate) fn gelu_backward_slice_rows(x: &[f32], dy: &mut [f32], _: usize) {
+    gelu_backward_slice(x, dy)
+}
+
+multiversion!(
+    /// Softmax of each row of `n` elements: `y = e^(x - max) / Σ e^(x - max)`.
+    softmax_rows(x: &[f32], y: &mut [f32], n: usize) => softmax_body
+);
+multiversion!(
+    /// Log-softmax of each row of `n` elements: `y = x - max - ln Σ e^(x - max)`.
+    log_softmax_rows(x: &[f32], y: &mut [f32], n: usize) => log_softmax_body
+);
+multiversion!(
+    /// Softmax's backward from its output, in place: `dy ← y · (dy - Σ y·dy)`.
+    softmax_backward_rows(y: &[f32], dy: &mut [f32], n: usize) => softmax_backward_body
+);
+multiversion!(
+    /// Log-softmax's backward from its output, in place: `dy ← dy - e^y · Σ dy`.
+    log_softmax_backward_rows(y: &[f32], dy: &mut [f32], n: usize) => log_softmax_backward_body
 );
 
 #[cfg(test)]
@@ -163,7 +272,9 @@ mod tests {
             }
         }
         assert_eq!(exp::<true>(0.0), 1.0);
-        assert!(exp::<true>(-200.0) < 1e-37);
+        assert_eq!(exp::<true>(-200.0), 0.0);
+        assert_eq!(exp::<false>(f32::NEG_INFINITY), 0.0);
+        assert!(exp::<true>(f32::NAN).is_nan());
     }
 
     #[test]
@@ -204,5 +315,67 @@ mod tests {
                 assert!((f64::from(out[i]) - want).abs() < 2e-6, "gelu'({x})");
             }
         }
+    }
+
+    /// Rows in f64 for the row kernels' tests.
+    fn softmax64(x: &[f32]) -> Vec<f64> {
+        let m = x
+            .iter()
+            .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+        let e: Vec<f64> = x.iter().map(|&v| (f64::from(v) - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        e.iter().map(|v| v / s).collect()
+    }
+
+    #[test]
+    fn row_kernels_match_f64_softmax_and_its_derivatives() {
+        for n in [1, 5, 16, 37] {
+            let rows = 3;
+            let x: Vec<f32> = (0..rows * n)
+                .map(|i| ((i * 7919) % 23) as f32 / 3.0 - 4.0)
+                .collect();
+            let dy: Vec<f32> = (0..rows * n)
+                .map(|i| ((i * 104_729) % 11) as f32 / 5.0 - 1.0)
+                .collect();
+            let mut y = vec![0.0; rows * n];
+            let mut ly = vec![0.0; rows * n];
+            softmax_rows(&x, &mut y, n);
+            log_softmax_rows(&x, &mut ly, n);
+            let mut dx = dy.clone();
+            softmax_backward_rows(&y, &mut dx, n);
+            let mut ldx = dy.clone();
+            log_softmax_backward_rows(&ly, &mut ldx, n);
+            for r in 0..rows {
+                let row = r * n..(r + 1) * n;
+                let p = softmax64(&x[row.clone()]);
+                let g: Vec<f64> = dy[row.clone()].iter().map(|&v| f64::from(v)).collect();
+                let dot: f64 = p.iter().zip(&g).map(|(a, b)| a * b).sum();
+                let total: f64 = g.iter().sum();
+                for (j, i) in row.enumerate() {
+                    assert!((f64::from(y[i]) - p[j]).abs() < 1e-6, "softmax n={n}");
+                    assert!(
+                        (f64::from(ly[i]) - p[j].ln()).abs() < 2e-6,
+                        "log_softmax n={n}"
+                    );
+                    assert!(
+                        (f64::from(dx[i]) - p[j] * (g[j] - dot)).abs() < 2e-6,
+                        "softmax' n={n}"
+                    );
+                    assert!(
+                        (f64::from(ldx[i]) - (g[j] - p[j] * total)).abs() < 2e-6,
+                        "log_softmax' n={n}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn softmax_gives_zero_where_the_input_is_minus_infinity_or_f32_min() {
+        let x = [1.0, f32::NEG_INFINITY, 2.0, f32::MIN];
+        let mut y = [9.0; 4];
+        softmax_rows(&x, &mut y, 4);
+        assert_eq!((y[1], y[3]), (0.0, 0.0));
+        assert!((y[0] + y[2] - 1.0).abs() < 1e-7);
     }
 }

@@ -2,7 +2,7 @@
 //! views of the same batch and a view through the accumulated importance.
 
 use burn::tensor::Tensor;
-use burn::tensor::activation::log_softmax;
+use softmask_kernels::log_softmax;
 
 use crate::error::{Error, Result};
 

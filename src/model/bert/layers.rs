@@ -2,8 +2,8 @@
 
 use burn::module::Module;
 use burn::nn::{Embedding, LayerNorm, Linear};
-use burn::tensor::activation::softmax;
 use burn::tensor::{Int, Tensor};
+use softmask_kernels::softmax;
 
 use crate::model::Dropout;
 use crate::model::gelu::gelu;

@@ -1,8 +1,8 @@
 //! `SoftMaskBert`: a BERT encoder with head, intermediate and output gates.
 
 use burn::module::Module;
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use softmask_kernels::log_softmax;
 
 use super::BertConfig;
 use super::layers::{BertEmbeddings, BertLayer, BertMlmHead, LayerGates};
