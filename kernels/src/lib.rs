@@ -14,9 +14,12 @@
 #![deny(missing_docs)]
 
 mod autodiff;
+mod dropout;
 #[cfg(feature = "flex")]
 mod flex;
 mod math;
+
+pub use dropout::dropout_mask;
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, backend_extension};
