@@ -24,16 +24,22 @@ pub fn dropout_mask(n: usize, keep: f64, seed: u64) -> Vec<f32> {
     let threshold = (keep * 4_294_967_296.0).min(4_294_967_295.0) as u32;
     let scale = (1.0 / keep) as f32;
     let (k1, k2) = (seed as u32, (seed >> 32) as u32 ^ 0x9E37_79B9);
+    let fill = |c: usize, chunk: &mut [f32]| {
+        let start = c * CHUNK;
+        for (j, v) in chunk.iter_mut().enumerate() {
+            let r = fmix32(fmix32((start + j) as u32 ^ k1) ^ k2);
+            *v = if r < threshold { scale } else { 0.0 };
+        }
+    };
     let mut mask = vec![0f32; n];
-    mask.par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(c, chunk)| {
-            let start = c * CHUNK;
-            for (j, v) in chunk.iter_mut().enumerate() {
-                let r = fmix32(fmix32((start + j) as u32 ^ k1) ^ k2);
-                *v = if r < threshold { scale } else { 0.0 };
-            }
-        });
+    if n <= CHUNK {
+        // One chunk: no hand-off to the thread pool.
+        fill(0, &mut mask);
+    } else {
+        mask.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(c, chunk)| fill(c, chunk));
+    }
     mask
 }
 

@@ -52,7 +52,8 @@ fn last_dim(t: &FlexTensor) -> usize {
     t.layout().shape().iter().last().copied().unwrap_or(1)
 }
 
-/// Rows of `n` elements per parallel task (at least one row).
+/// Elements per parallel task: whole rows of `n`, at least one. Tensors no
+/// larger run on the calling thread.
 fn rows_per_task(n: usize) -> usize {
     (CHUNK / n.max(1)).max(1) * n.max(1)
 }
@@ -69,9 +70,13 @@ fn map(x: FlexTensor, n: usize, f: fn(&[f32], &mut [f32], usize)) -> FlexTensor 
     };
     let mut out = vec![0.0f32; len];
     let task = rows_per_task(n);
-    out.par_chunks_mut(task)
-        .zip(src.par_chunks(task))
-        .for_each(|(o, s)| f(s, o, n));
+    if len <= task {
+        f(src, &mut out, n);
+    } else {
+        out.par_chunks_mut(task)
+            .zip(src.par_chunks(task))
+            .for_each(|(o, s)| f(s, o, n));
+    }
     restore(from_vec(out, &x), dtype)
 }
 
@@ -94,9 +99,13 @@ fn backward(
     };
     let task = rows_per_task(n);
     let run = |dy: &mut [f32]| {
-        dy.par_chunks_mut(task)
-            .zip(xs.par_chunks(task))
-            .for_each(|(d, s)| f(s, d, n))
+        if len <= task {
+            f(xs, dy, n);
+        } else {
+            dy.par_chunks_mut(task)
+                .zip(xs.par_chunks(task))
+                .for_each(|(d, s)| f(s, d, n));
+        }
     };
     if grad.layout().contiguous_offsets() == Some((0, len))
         && let Some(dy) = grad.try_storage_mut::<f32>()
