@@ -4,7 +4,7 @@
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind, unary};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend};
 
@@ -89,28 +89,35 @@ fn tracked<B: Backend + FusedOps, C: CheckpointStrategy, K: Kernel>(
     }
 }
 
-/// A backward kernel called on autodiff tensors: its result is a constant of
-/// the graph (no second derivatives).
-fn constant<B: Backend, C: CheckpointStrategy>(
-    a: FloatTensor<Autodiff<B, C>>,
-    b: FloatTensor<Autodiff<B, C>>,
-    f: impl FnOnce(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>,
+/// An operation's result as a constant of the graph: recorded with its
+/// inputs as parents and no backward (no second derivatives).
+fn constant<B: Backend, C: CheckpointStrategy, const N: usize>(
+    guards: [NodeGuard; N],
+    out: FloatTensor<B>,
 ) -> FloatTensor<Autodiff<B, C>> {
     #[derive(Debug)]
     struct Constant;
 
-    impl<B: Backend> Backward<B, 2> for Constant {
+    impl<B: Backend, const N: usize> Backward<B, N> for Constant {
         type State = ();
 
-        fn backward(self, _: Ops<(), 2>, _: &mut Gradients, _: &mut Checkpointer) {}
+        fn backward(self, _: Ops<(), N>, _: &mut Gradients, _: &mut Checkpointer) {}
     }
 
-    let guards = [a.node(), b.node()];
-    let out = f(a.into_primitive(), b.into_primitive());
     match Constant.prepare::<C>(guards).compute_bound().stateful() {
         OpsKind::Tracked(prep) => prep.finish((), out),
         OpsKind::UnTracked(prep) => prep.finish(out),
     }
+}
+
+/// A backward kernel `f(a, b)` called on autodiff tensors.
+fn constant_of<B: Backend, C: CheckpointStrategy>(
+    a: FloatTensor<Autodiff<B, C>>,
+    b: FloatTensor<Autodiff<B, C>>,
+    f: impl FnOnce(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>> {
+    let guards = [a.node(), b.node()];
+    constant::<B, C, 2>(guards, f(a.into_primitive(), b.into_primitive()))
 }
 
 impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
@@ -119,7 +126,7 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     }
 
     fn fused_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        constant::<B, C>(x, grad, B::fused_gelu_backward)
+        constant_of::<B, C>(x, grad, B::fused_gelu_backward)
     }
 
     fn fused_softmax(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -127,7 +134,7 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     }
 
     fn fused_softmax_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        constant::<B, C>(y, grad, B::fused_softmax_backward)
+        constant_of::<B, C>(y, grad, B::fused_softmax_backward)
     }
 
     fn fused_log_softmax(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -138,6 +145,29 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         y: FloatTensor<Self>,
         grad: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        constant::<B, C>(y, grad, B::fused_log_softmax_backward)
+        constant_of::<B, C>(y, grad, B::fused_log_softmax_backward)
+    }
+
+    fn fused_adamw(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        hyper: [f64; 6],
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let guards = || [param.node(), grad.node(), moment_1.node(), moment_2.node()];
+        let (gp, gm, gv) = (guards(), guards(), guards());
+        let (p, m, v) = B::fused_adamw(
+            param.into_primitive(),
+            grad.into_primitive(),
+            moment_1.into_primitive(),
+            moment_2.into_primitive(),
+            hyper,
+        );
+        (
+            constant::<B, C, 4>(gp, p),
+            constant::<B, C, 4>(gm, m),
+            constant::<B, C, 4>(gv, v),
+        )
     }
 }

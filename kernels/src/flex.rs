@@ -46,6 +46,70 @@ impl FusedOps for Flex {
         let n = last_dim(&y);
         backward(y, grad, n, math::log_softmax_backward_rows)
     }
+
+    fn fused_adamw(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        hyper: [f64; 6],
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let [lr, beta_1, beta_2, epsilon, weight_decay, time] = hyper;
+        let (beta_1, beta_2) = (beta_1 as f32, beta_2 as f32);
+        let time = time as i32;
+        let h = math::AdamWScalars {
+            lr: lr as f32,
+            beta_1,
+            beta_2,
+            epsilon: epsilon as f32,
+            decay: (1.0 - lr * weight_decay) as f32,
+            correction_1: 1.0 - beta_1.powi(time),
+            correction_2: 1.0 - beta_2.powi(time),
+        };
+        let (mut p, dtype) = owned(param);
+        let (g, _) = as_f32(grad);
+        let (mut m, _) = owned(moment_1);
+        let (mut v, _) = owned(moment_2);
+        let len = p.layout().num_elements();
+        let same = [&g, &m, &v]
+            .iter()
+            .all(|t| t.layout().num_elements() == len);
+        if same
+            && let Some(gs) = g.as_slice::<f32>()
+            && let (Some(ps), Some(ms), Some(vs)) = (
+                p.try_storage_mut::<f32>(),
+                m.try_storage_mut::<f32>(),
+                v.try_storage_mut::<f32>(),
+            )
+        {
+            let (ps, ms, vs) = (&mut ps[..len], &mut ms[..len], &mut vs[..len]);
+            if len <= CHUNK {
+                math::adamw_slice(ps, gs, ms, vs, h);
+            } else {
+                (
+                    ps.par_chunks_mut(CHUNK),
+                    gs.par_chunks(CHUNK),
+                    ms.par_chunks_mut(CHUNK),
+                    vs.par_chunks_mut(CHUNK),
+                )
+                    .into_par_iter()
+                    .for_each(|(p, g, m, v)| math::adamw_slice(p, g, m, v, h));
+            }
+        }
+        (restore(p, dtype), restore(m, dtype), restore(v, dtype))
+    }
+}
+
+/// `t` as a contiguous `f32` tensor at offset 0 that owns its buffer, with
+/// the dtype to cast the result back to.
+fn owned(t: FlexTensor) -> (FlexTensor, DType) {
+    let (t, dtype) = as_f32(t);
+    let len = t.layout().num_elements();
+    if t.is_unique() && t.layout().contiguous_offsets() == Some((0, len)) {
+        return (t, dtype);
+    }
+    let copy = t.as_slice::<f32>().map(<[f32]>::to_vec).unwrap_or_default();
+    (from_vec(copy, &t), dtype)
 }
 
 fn last_dim(t: &FlexTensor) -> usize {

@@ -13,12 +13,14 @@
 
 #![deny(missing_docs)]
 
+mod adamw;
 mod autodiff;
 mod dropout;
 #[cfg(feature = "flex")]
 mod flex;
 mod math;
 
+pub use adamw::{FusedAdamW, FusedAdamWConfig};
 pub use dropout::dropout_mask;
 
 use burn::backend::tensor::FloatTensor;
@@ -45,6 +47,16 @@ pub trait FusedOps: Backend {
         y: FloatTensor<Self>,
         grad: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
+    /// One AdamW step: the updated parameter and first and second moments.
+    /// `hyper` is `[lr, beta_1, beta_2, epsilon, weight_decay, time]`, `time`
+    /// counting from 1 at the first step.
+    fn fused_adamw(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        hyper: [f64; 6],
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
 /// Whether `x` runs [`FusedOps`]: an `f32` tensor, not empty, on a device

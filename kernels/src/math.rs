@@ -244,6 +244,48 @@ multiversion!(
     log_softmax_backward_rows(y: &[f32], dy: &mut [f32], n: usize) => log_softmax_backward_body
 );
 
+/// The scalars of one AdamW step, in `f32` as burn's AdamW computes them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AdamWScalars {
+    pub lr: f32,
+    pub beta_1: f32,
+    pub beta_2: f32,
+    pub epsilon: f32,
+    /// `1 - lr · weight_decay`.
+    pub decay: f32,
+    /// `1 - beta_1^t`.
+    pub correction_1: f32,
+    /// `1 - beta_2^t`.
+    pub correction_2: f32,
+}
+
+#[inline(always)]
+fn adamw_body<const FMA: bool>(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    h: AdamWScalars,
+) {
+    let n = p.len();
+    let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
+    for i in 0..n {
+        let gi = g[i];
+        let mi = h.beta_1 * m[i] + (1.0 - h.beta_1) * gi;
+        let vi = h.beta_2 * v[i] + (1.0 - h.beta_2) * (gi * gi);
+        m[i] = mi;
+        v[i] = vi;
+        let delta = (mi / h.correction_1) / ((vi / h.correction_2).sqrt() + h.epsilon);
+        p[i] = p[i] * h.decay - delta * h.lr;
+    }
+}
+
+multiversion!(
+    /// One AdamW step over a chunk, in place: moments first, then the
+    /// decayed parameter minus `lr ·` the bias-corrected update.
+    adamw_slice(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: AdamWScalars) => adamw_body
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,8 +2,9 @@
 //! every option of the continual loop, as one serialisable configuration.
 
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamWConfig, ModuleOptimizer, SgdConfig};
+use burn::optim::{ModuleOptimizer, SgdConfig};
 use serde::{Deserialize, Serialize};
+use softmask_kernels::FusedAdamWConfig;
 
 use crate::error::{Error, Result};
 use crate::importance::Normalization;
@@ -27,7 +28,9 @@ pub enum Control {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OptimizerKind {
-    /// AdamW (epsilon 1e-8, as PyTorch) with decoupled weight decay.
+    /// AdamW (epsilon 1e-8, as PyTorch) with decoupled weight decay:
+    /// [`FusedAdamW`](softmask_kernels::FusedAdamW), one pass per parameter
+    /// on Flex and burn's `AdamW` elsewhere, with burn's state format.
     AdamW {
         /// Weight decay.
         weight_decay: f64,
@@ -43,7 +46,7 @@ impl OptimizerKind {
     /// A fresh burn optimizer.
     pub fn init(&self) -> ModuleOptimizer {
         match *self {
-            OptimizerKind::AdamW { weight_decay } => AdamWConfig::new()
+            OptimizerKind::AdamW { weight_decay } => FusedAdamWConfig::new()
                 .with_epsilon(1e-8)
                 .with_weight_decay(weight_decay as f32)
                 .init(),
