@@ -47,21 +47,24 @@ def main():
                 samples[(op, s)].append(m)
                 print(f"round {r} {s:8} {op}: {m:.1f} ms", file=sys.stderr)
     med = {k: statistics.median(v) for k, v in samples.items()}
-    rss = {s: compare.run_json(cmd(s, 2), timed=True)[1] for s in sides}
+    # Peak memory per operation: one process per side and operation.
+    rss = {(op, s): compare.run_json(cmd(s, 2) + ["--ops", op], timed=True)[1]
+           for op in OPS for s in sides}
     lines = [
         f"Machine: {compare.cpu_model()}, {os.cpu_count()} logical CPUs; PyTorch {torch.__version__} "
         f"with 2 threads, transformers' BertForMaskedLM; softmask release build, Flex, "
         f"RAYON_NUM_THREADS=2. all-MiniLM-L6-v2, batch 8 x seq 128, dropout 0.1 on both sides. "
         f"Medians of {args.rounds} alternating rounds of {args.iters} steps each.",
         "",
-        "| operation | PyTorch ms | Flex ms | Flex/PyTorch |",
-        "|---|---:|---:|---:|",
+        "| operation | PyTorch ms | Flex ms | Flex/PyTorch | PyTorch peak MiB | Flex peak MiB |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for op in OPS:
         p, f = med[(op, "pytorch")], med[(op, "flex")]
-        lines.append(f"| {op} | {p:.0f} | {f:.0f} | {f / p:.2f} |")
-    lines += ["", "Peak resident memory of a whole process (`/usr/bin/time -v`, 2 steps of each, MiB): "
-              f"PyTorch {rss['pytorch']:.0f}, Flex {rss['flex']:.0f}."]
+        lines.append(f"| {op} | {p:.0f} | {f:.0f} | {f / p:.2f} | "
+                     f"{rss[(op, 'pytorch')]:.0f} | {rss[(op, 'flex')]:.0f} |")
+    lines += ["", "Peak memory: the maximum resident set of a process that loads the model "
+              "and runs 2 of that operation alone (`/usr/bin/time -v`)."]
     report = "\n".join(lines)
     print(report)
     if args.write:

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 
 import torch
@@ -30,7 +31,13 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ops", default="das_step,mlm_step,importance",
+                    help="comma-separated: das_step, mlm_step, importance")
     args = ap.parse_args()
+    ops = args.ops.split(",")
+    bad = [op for op in ops if op not in ("das_step", "mlm_step", "importance")]
+    if bad:
+        sys.exit(f"--ops: unknown {bad}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = BertForMaskedLM.from_pretrained(args.model)
@@ -119,7 +126,7 @@ def main():
             p.requires_grad_(True)
         return elapsed
 
-    times = {"das_step": [], "mlm_step": [], "importance": []}
+    times = {op: [] for op in ops}
     for i in range(args.iters + 1):
         for op in times:
             t = importance() if op == "importance" else step(op == "das_step")
