@@ -17,11 +17,11 @@ const CHUNK: usize = 1 << 14;
 
 impl FusedOps for Flex {
     fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        map(x, 1, math::gelu_slice_rows)
+        map(x, 1, math::gelu_slice)
     }
 
     fn fused_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        backward(x, grad, 1, math::gelu_backward_slice_rows)
+        backward(x, grad, 1, math::gelu_backward_slice)
     }
 
     fn fused_softmax(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -116,17 +116,18 @@ fn last_dim(t: &FlexTensor) -> usize {
     t.layout().shape().iter().last().copied().unwrap_or(1)
 }
 
-/// Elements per parallel task: whole rows of `n`, at least one. Tensors no
-/// larger run on the calling thread.
+/// Elements per parallel task: whole rows of `n > 0`, at least one. Tensors
+/// no larger run on the calling thread.
 fn rows_per_task(n: usize) -> usize {
-    (CHUNK / n.max(1)).max(1) * n.max(1)
+    (CHUNK / n).max(1) * n
 }
 
 /// `f(x, out, n)` over rows of `n` elements into a new tensor.
 fn map(x: FlexTensor, n: usize, f: fn(&[f32], &mut [f32], usize)) -> FlexTensor {
     let (x, dtype) = as_f32(x);
     let len = x.layout().num_elements();
-    if len == 0 || n == 0 {
+    // An empty tensor (which every zero-length row makes) has nothing to do.
+    if len == 0 {
         return restore(x, dtype);
     }
     let Some(src) = x.as_slice::<f32>() else {
@@ -155,7 +156,7 @@ fn backward(
     let (saved, _) = as_f32(saved);
     let (mut grad, dtype) = as_f32(grad);
     let len = saved.layout().num_elements();
-    if len == 0 || n == 0 || saved.layout().shape() != grad.layout().shape() {
+    if len == 0 || saved.layout().shape() != grad.layout().shape() {
         return restore(grad, dtype);
     }
     let Some(xs) = saved.as_slice::<f32>() else {

@@ -150,14 +150,14 @@ fn sum_of(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
 }
 
 #[inline(always)]
-fn gelu_body<const FMA: bool>(x: &[f32], dst: &mut [f32]) {
+fn gelu_body<const FMA: bool>(x: &[f32], dst: &mut [f32], _: usize) {
     for (d, &x) in dst.iter_mut().zip(x) {
         *d = gelu::<FMA>(x);
     }
 }
 
 #[inline(always)]
-fn gelu_backward_body<const FMA: bool>(x: &[f32], dy: &mut [f32]) {
+fn gelu_backward_body<const FMA: bool>(x: &[f32], dy: &mut [f32], _: usize) {
     for (d, &x) in dy.iter_mut().zip(x) {
         *d = gelu_backward::<FMA>(x, *d);
     }
@@ -209,23 +209,14 @@ fn log_softmax_backward_body<const FMA: bool>(y: &[f32], dy: &mut [f32], n: usiz
 }
 
 multiversion!(
-    /// `dst[i] = gelu(x[i])`.
-    gelu_slice(x: &[f32], dst: &mut [f32]) => gelu_body
+    /// `dst[i] = gelu(x[i])` (the row length, for the row kernels'
+    /// signature, is unused).
+    gelu_slice(x: &[f32], dst: &mut [f32], n: usize) => gelu_body
 );
 multiversion!(
-    /// `dy[i] = dy[i] · gelu'(x[i])`, in place.
-    gelu_backward_slice(x: &[f32], dy: &mut [f32]) => gelu_backward_body
+    /// `dy[i] = dy[i] · gelu'(x[i])`, in place (the row length is unused).
+    gelu_backward_slice(x: &[f32], dy: &mut [f32], n: usize) => gelu_backward_body
 );
-
-/// [`gelu_slice`] with the row signature of the other kernels (`n` unused).
-pub(crate) fn gelu_slice_rows(x: &[f32], dst: &mut [f32], _: usize) {
-    gelu_slice(x, dst)
-}
-
-/// [`gelu_backward_slice`] with the row signature of the other kernels.
-pub(crate) fn gelu_backward_slice_rows(x: &[f32], dy: &mut [f32], _: usize) {
-    gelu_backward_slice(x, dy)
-}
 
 multiversion!(
     /// Softmax of each row of `n` elements: `y = e^(x - max) / Σ e^(x - max)`.
@@ -342,13 +333,13 @@ mod tests {
         let dys: Vec<f32> = (0..37).map(|i| 1.0 + i as f32 / 10.0).collect();
         for n in [0, 1, 15, 16, 17, 37] {
             let mut out = vec![0.0; n];
-            gelu_slice(&xs, &mut out);
+            gelu_slice(&xs, &mut out, 1);
             for i in 0..n {
                 let want = f64::from(xs[i]) * 0.5 * (1.0 + erf64(f64::from(xs[i]) / 2f64.sqrt()));
                 assert!((f64::from(out[i]) - want).abs() < 1e-6, "gelu({})", xs[i]);
             }
             out.copy_from_slice(&dys[..n]);
-            gelu_backward_slice(&xs, &mut out);
+            gelu_backward_slice(&xs, &mut out, 1);
             for i in 0..n {
                 let x = f64::from(xs[i]);
                 let cdf = 0.5 * (1.0 + erf64(x / 2f64.sqrt()));
