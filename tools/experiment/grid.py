@@ -15,10 +15,18 @@
    bit-identical whatever `--jobs` is. A run whose `results.json` exists with
    the same command is not run again.
 4. Aggregates mean +- sd over seeds and paired differences (same seed)
-   against NCL and against the cell's two controls, writes
-   `docs/experiment.md`, the result-matrix plot `docs/experiment.svg`, and
-   with `--write README.md` the table between the `experiment:begin/end`
-   markers.
+   against NCL and against the cell's two controls into the `--out` folder:
+   `report/experiment.md` and the result-matrix plot `report/experiment.svg`.
+   A partial grid (`--only`, missing runs) writes `report/partial-experiment.*`
+   instead, never replacing a complete report, and lists the missing cells and
+   seeds.
+5. Only with `--docs` or `--write README.md`, and only from a complete grid,
+   writes the published figures `docs/experiment.md` and `docs/experiment.svg`
+   (`--docs-dir` elsewhere) and, with `--write`, the table between the README's
+   `experiment:begin/end` markers. A grid of another model takes
+   `--model-tag NAME`: its files are `experiment-NAME.*` and its markers
+   `experiment-NAME:begin/end`, so each model's figures keep their own names.
+   Every file written is printed.
 
 Only the standard library is used.
 """
@@ -34,6 +42,11 @@ import sys
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+DOCS = os.path.join(ROOT, "docs")
+# The model the figures are named after: "" for all-MiniLM-L6-v2 (the files
+# `docs/experiment.*`, the markers `experiment:begin/end`); another model's
+# grid takes `--model-tag`, e.g. smollm2 for `docs/experiment-smollm2.*`.
+MODEL_TAG = ""
 BIN = os.path.join(ROOT, "target", "debug", "examples", "continual_domains")
 DOMAINS = os.path.join(ROOT, ".cache", "domains")
 MINILM = os.path.join(ROOT, ".cache", "all-MiniLM-L6-v2")
@@ -300,8 +313,10 @@ def report(out, res, base_secs):
     total = sum(s for runs in res.values() for _, s in runs.values()) / 60
     n_runs = sum(len(r) for r in res.values())
     lines.append("")
+    base = ("no base model run" if base_secs is None
+            else f"{base_secs / 60:.0f} minutes for the base model")
     lines.append(f"{n_runs} runs, {total:.0f} minutes of run time in all "
-                 f"(one thread each), plus {base_secs / 60:.0f} minutes for the base model.")
+                 f"(one thread each), plus {base}.")
     return "\n".join(lines) + "\n"
 
 
@@ -395,17 +410,129 @@ def svg(res):
     return "\n".join(parts) + "\n"
 
 
-def write_between(path, begin, end, text):
-    with open(path) as f:
-        s = f.read()
+def write_atomic(path, text):
+    """Writes `text` to a temporary name beside `path`, then renames it into
+    place: a reader sees the old file or the new one, never half of it."""
+    d, name = os.path.split(path)
+    tmp = os.path.join(d, f".{name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(text.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+    print(f"wrote {shown(path)}", flush=True)
+
+
+def shown(path):
+    """`path` relative to the repository when inside it, else absolute."""
+    r = os.path.relpath(path, ROOT)
+    return path if r.startswith("..") else r
+
+
+def markers(tag):
+    name = "experiment" + (f"-{tag}" if tag else "")
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+def check_markers(path, begin, end):
+    """The text of `path`, after checking it holds the markers in order."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            s = f.read()
+    except OSError as e:
+        sys.exit(f"--write {path}: {e.strerror}")
     a, b = s.find(begin), s.find(end)
     if a < 0 or b < a:
         sys.exit(f"{path} lacks the markers {begin} and {end}")
-    s = s[: a + len(begin)] + "\n" + text + s[b:]
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(s)
-    os.replace(tmp, path)
+    return s
+
+
+def write_between(path, begin, end, text):
+    s = check_markers(path, begin, end)
+    a, b = s.find(begin), s.find(end)
+    write_atomic(path, s[: a + len(begin)] + "\n" + text + s[b:])
+
+
+def missing_runs(res):
+    """The cells and seeds of CELLS without results: label -> seeds."""
+    missing = {}
+    for label, _, seeds, _ in CELLS:
+        lack = [s for s in seeds if s not in res.get(label, {})]
+        if lack:
+            missing[label] = lack
+    return missing
+
+
+def describe(missing, base_secs):
+    """What a partial grid lacks, in words: the cells and their seeds."""
+    parts = [] if base_secs is not None else ["the base model's run (base/run/command.json)"]
+    parts += [f"{label} (seed{'s' if len(seeds) > 1 else ''} {','.join(map(str, seeds))})"
+              for label, seeds in missing.items()]
+    n = sum(len(seeds) for seeds in missing.values())
+    return f"{n} of {sum(len(c[2]) for c in CELLS)} runs missing: " + ", ".join(parts)
+
+
+def base_seconds(out):
+    try:
+        with open(os.path.join(out, "base", "run", "command.json")) as f:
+            return json.load(f)["seconds"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def publish(out, docs_dir, tag, readme, docs):
+    """Aggregates the runs under `out` into out/report/; with `docs` (or a
+    `readme`), and only from a complete grid, also into `docs_dir` and between
+    the README's markers. Returns the table."""
+    name = "experiment" + (f"-{tag}" if tag else "")
+    title = "# The experiment's figures" + (f" ({tag})" if tag else "") + "\n\n"
+    if readme:
+        check_markers(readme, *markers(tag))
+    base_secs = base_seconds(out)
+    res = load(out)
+    missing = missing_runs(res)
+    complete = not missing and base_secs is not None
+    note = "" if complete else describe(missing, base_secs)
+    table = report(out, res, base_secs)
+    report_dir = os.path.join(out, "report")
+    os.makedirs(report_dir, exist_ok=True)
+    if complete:
+        write_atomic(os.path.join(report_dir, name + ".md"), title + table)
+        write_atomic(os.path.join(report_dir, name + ".svg"), svg(res))
+        for ext in (".md", ".svg"):
+            stale = os.path.join(report_dir, "partial-" + name + ext)
+            if os.path.exists(stale):
+                os.remove(stale)
+                print(f"removed {shown(stale)} (the grid is complete now)", flush=True)
+    else:
+        write_atomic(os.path.join(report_dir, "partial-" + name + ".md"),
+                     title + f"**Partial grid**: {note}.\n\n" + table)
+        write_atomic(os.path.join(report_dir, "partial-" + name + ".svg"), svg(res))
+    print(table, flush=True)
+    if not complete:
+        print(f"partial grid, {note}", flush=True)
+        print(f"the report went to {shown(report_dir)}/partial-{name}.*; "
+              f"a complete report there and the files in {shown(docs_dir)} are untouched",
+              flush=True)
+        if readme or docs:
+            sys.exit(f"refusing to write {shown(docs_dir)}"
+                     + (f" and {shown(readme)}" if readme else "")
+                     + f" from a partial grid: {note}")
+        return table
+    if readme or docs:
+        os.makedirs(docs_dir, exist_ok=True)
+        write_atomic(os.path.join(docs_dir, name + ".md"), title + table)
+        write_atomic(os.path.join(docs_dir, name + ".svg"), svg(res))
+    if readme:
+        write_between(readme, *markers(tag), table)
+    return table
 
 
 def verify(out, which, jobs):
@@ -442,40 +569,47 @@ def verify(out, which, jobs):
         sys.exit("not reproduced: " + ", ".join(bad))
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=os.path.join(ROOT, "runs", "experiment"))
+    ap.add_argument("--out", help="the runs and their report (report/); default "
+                                  "runs/experiment, runs/experiment-TAG with --model-tag")
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time (results do not change)")
     ap.add_argument("--only", nargs="*", help="run only these cells")
     ap.add_argument("--report-only", action="store_true", help="aggregate what exists")
-    ap.add_argument("--write", help="a README to put the table into (between markers)")
+    ap.add_argument("--write", metavar="README",
+                    help="a README to put the table into (between markers); implies --docs")
+    ap.add_argument("--docs", action="store_true",
+                    help="write the published figures (docs/experiment.md, .svg); "
+                         "refused unless the grid is complete")
+    ap.add_argument("--docs-dir", default=DOCS, help="where --docs writes (default docs/)")
+    ap.add_argument("--model-tag", default=MODEL_TAG,
+                    help="names the figures and markers of another model's grid: "
+                         "experiment-TAG.md/.svg, experiment-TAG:begin/end")
     ap.add_argument("--verify", nargs="*", metavar="LABEL:SEED",
                     help="rerun these finished runs into a scratch folder and check that "
                          "results.json comes out byte for byte the same")
-    a = ap.parse_args()
-    out = os.path.abspath(a.out)
+    a = ap.parse_args(argv)
+    tag = a.model_tag
+    if tag and not all(c.isalnum() or c in "-_." for c in tag):
+        ap.error(f"--model-tag {tag!r}: letters, digits, '-', '_' and '.' only")
+    out = os.path.abspath(a.out or os.path.join(ROOT, "runs",
+                                                "experiment" + (f"-{tag}" if tag else "")))
     if a.verify:
         verify(out, a.verify, a.jobs)
         return
+    labels = [c[0] for c in CELLS]
+    unknown = [label for label in a.only or [] if label not in labels]
+    if unknown:
+        ap.error(f"--only: no cell {', '.join(unknown)}; the cells: {', '.join(labels)}")
+    readme = os.path.abspath(a.write) if a.write else None
+    if readme:
+        check_markers(readme, *markers(tag))  # before an hour of runs, not after
     if not a.report_only:
         subprocess.run(["cargo", "build", "--example", "continual_domains"], cwd=ROOT,
                        check=True)
         base = make_base(out)
         run_grid(out, base, a.jobs, a.only)
-    with open(os.path.join(out, "base", "run", "command.json")) as f:
-        base_secs = json.load(f)["seconds"]
-    res = load(out)
-    table = report(out, res, base_secs)
-    os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
-    for name, text in [("experiment.md", "# The experiment's figures\n\n" + table),
-                       ("experiment.svg", svg(res))]:
-        path = os.path.join(ROOT, "docs", name)
-        with open(path + ".tmp", "w") as f:
-            f.write(text)
-        os.replace(path + ".tmp", path)
-    print(table)
-    if a.write:
-        write_between(a.write, "<!-- experiment:begin -->", "<!-- experiment:end -->", table)
+    publish(out, os.path.abspath(a.docs_dir), tag, readme, a.docs)
 
 
 if __name__ == "__main__":

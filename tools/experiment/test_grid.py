@@ -1,0 +1,221 @@
+"""Tests of grid.py's report and publishing, on fake runs (no cargo, no model).
+
+    python3 -m unittest discover -s tools/experiment -p 'test_*.py'
+
+Every test writes into a temporary folder; the repository's docs/ and README.md
+are checked to stay as they were.
+"""
+
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import unittest
+
+sys.dont_write_bytecode = True  # no __pycache__ beside grid.py in the work tree
+HERE = os.path.dirname(os.path.abspath(__file__))
+spec = importlib.util.spec_from_file_location("grid", os.path.join(HERE, "grid.py"))
+grid = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(grid)
+
+PUBLISHED = [os.path.join(grid.ROOT, "docs", "experiment.md"),
+             os.path.join(grid.ROOT, "docs", "experiment.svg"),
+             os.path.join(grid.ROOT, "README.md")]
+BEGIN, END = "<!-- experiment:begin -->", "<!-- experiment:end -->"
+
+
+def fake_results(label, seed):
+    """A results.json as the crate writes it: {"matrix": ResultMatrix, "summary": Summary}."""
+    rng = random.Random(f"{label}:{seed}")
+    base = [5.2 + rng.uniform(-0.01, 0.01), 3.9 + rng.uniform(-0.1, 0.1),
+            4.1 + rng.uniform(-0.1, 0.1)]
+    k = base[1] - rng.uniform(0.8, 1.1)
+    after = [[base[0] + rng.uniform(0.1, 0.3), k, base[2] - rng.uniform(0.0, 0.2)],
+             [base[0] + rng.uniform(0.2, 0.4), k + rng.uniform(-0.05, 0.05),
+              base[2] - rng.uniform(1.0, 1.3)]]
+    forgetting = after[1][1] - after[0][1]
+    return {
+        "matrix": {"method": label.split("-")[0], "columns": ["general", "kernel", "python"],
+                   "domains": ["kernel", "python"], "base": base, "after": after},
+        "summary": {"forgetting": [["kernel", forgetting]], "mean_forgetting": forgetting,
+                    "backward_transfer": -forgetting,
+                    "gain": [["kernel", base[1] - after[0][1]],
+                             ["python", base[2] - after[1][2]]],
+                    "general_change": after[1][0] - base[0]},
+    }
+
+
+def make_runs(out, only=None, base=True):
+    """Fake finished runs under `out`: every cell and seed of grid.CELLS, or those of `only`."""
+    if base:
+        os.makedirs(os.path.join(out, "base", "run"), exist_ok=True)
+        with open(os.path.join(out, "base", "run", "command.json"), "w") as f:
+            json.dump({"command": ["fake"], "seconds": 240.0}, f)
+    for label, _, seeds, _ in grid.CELLS:
+        if only is not None and label not in only:
+            continue
+        for seed in seeds:
+            d = os.path.join(out, "runs", label, f"seed-{seed}")
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, "results.json"), "w") as f:
+                json.dump(fake_results(label, seed), f, indent=2)
+            with open(os.path.join(d, "command.json"), "w") as f:
+                json.dump({"command": ["fake", label, str(seed)],
+                           "seconds": 60.0 + 3 * len(label) + seed}, f)
+
+
+def snapshot(paths):
+    out = {}
+    for p in paths:
+        st = os.stat(p)
+        with open(p, "rb") as f:
+            out[p] = (f.read(), st.st_mtime_ns)
+    return out
+
+
+def run_main(*argv):
+    """grid.main(argv) with its output captured: (exit code, stdout, message)."""
+    buf = io.StringIO()
+    code, msg = 0, ""
+    with contextlib.redirect_stdout(buf):
+        try:
+            grid.main(list(argv))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+            msg = e.code if isinstance(e.code, str) else ""
+    return code, buf.getvalue(), msg
+
+
+class GridReport(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="grid-test-")
+        self.out = os.path.join(self.tmp, "out")
+        self.docs = os.path.join(self.tmp, "docs")
+        self.readme = os.path.join(self.tmp, "README.md")
+        with open(self.readme, "w") as f:
+            f.write(f"# Title\n\nbefore\n\n{BEGIN}\nold table\n{END}\n\nafter\n")
+        self.published = snapshot(PUBLISHED)
+        self.repo_docs = sorted(os.listdir(os.path.join(grid.ROOT, "docs")))
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp)
+        # Whatever a test did, the repository's published files are as they were.
+        self.assertEqual(snapshot(PUBLISHED), self.published)
+        self.assertEqual(sorted(os.listdir(os.path.join(grid.ROOT, "docs"))), self.repo_docs)
+
+    def files(self, d):
+        return sorted(os.path.relpath(os.path.join(r, n), d)
+                      for r, _, ns in os.walk(d) for n in ns) if os.path.isdir(d) else []
+
+    def test_partial_report_stays_in_out(self):
+        make_runs(self.out, only=["ncl", "das-permuted"])
+        code, stdout, _ = run_main("--report-only", "--out", self.out)
+        self.assertEqual(code, 0)
+        report = os.path.join(self.out, "report")
+        self.assertEqual(self.files(report),
+                         ["partial-experiment.md", "partial-experiment.svg"])
+        self.assertIn("partial grid", stdout)
+        self.assertIn("das (seeds 0,1,2)", stdout)
+        self.assertIn("ewc (seed 0)", stdout)
+        self.assertNotIn("ncl (seed", stdout)
+        self.assertIn("wrote " + os.path.join(report, "partial-experiment.md"), stdout)
+        with open(os.path.join(report, "partial-experiment.md")) as f:
+            self.assertIn("**Partial grid**", f.read())
+
+    def test_partial_never_replaces_complete_report(self):
+        make_runs(self.out)
+        self.assertEqual(run_main("--report-only", "--out", self.out)[0], 0)
+        report = os.path.join(self.out, "report")
+        complete = snapshot([os.path.join(report, "experiment.md"),
+                             os.path.join(report, "experiment.svg")])
+        shutil.rmtree(os.path.join(self.out, "runs", "das"))
+        code, stdout, _ = run_main("--report-only", "--out", self.out)
+        self.assertEqual(code, 0)
+        self.assertEqual(snapshot(list(complete)), complete)
+        self.assertIn("partial-experiment.md", self.files(report))
+        self.assertIn("das (seeds 0,1,2)", stdout)
+
+    def test_write_refuses_partial_grid(self):
+        make_runs(self.out, only=["ncl", "das-permuted"])
+        with open(self.readme, "rb") as f:
+            before = f.read()
+        for flags in (["--write", self.readme], ["--docs"]):
+            code, _, msg = run_main("--report-only", "--out", self.out,
+                                    "--docs-dir", self.docs, *flags)
+            self.assertNotEqual(code, 0)
+            self.assertIn("refusing", msg)
+            self.assertIn("das (seeds 0,1,2)", msg)
+            self.assertIn("das-intent-uniform (seeds 0,1,2)", msg)
+            self.assertEqual(self.files(self.docs), [])
+            with open(self.readme, "rb") as f:
+                self.assertEqual(f.read(), before)
+
+    def test_missing_base_is_partial(self):
+        make_runs(self.out, base=False)
+        code, _, msg = run_main("--report-only", "--out", self.out, "--docs-dir", self.docs,
+                                "--docs")
+        self.assertNotEqual(code, 0)
+        self.assertIn("base model", msg)
+        self.assertEqual(self.files(self.docs), [])
+
+    def test_complete_grid_writes_docs_and_readme(self):
+        make_runs(self.out)
+        code, stdout, _ = run_main("--report-only", "--out", self.out,
+                                   "--docs-dir", self.docs, "--write", self.readme)
+        self.assertEqual(code, 0)
+        res = grid.load(self.out)
+        table = grid.report(self.out, res, 240.0)
+        with open(os.path.join(self.docs, "experiment.md"), encoding="utf-8") as f:
+            self.assertEqual(f.read(), "# The experiment's figures\n\n" + table)
+        with open(os.path.join(self.docs, "experiment.svg"), encoding="utf-8") as f:
+            self.assertEqual(f.read(), grid.svg(res))
+        with open(os.path.join(self.out, "report", "experiment.md"), encoding="utf-8") as f:
+            self.assertEqual(f.read(), "# The experiment's figures\n\n" + table)
+        with open(self.readme, encoding="utf-8") as f:
+            self.assertEqual(f.read(),
+                             f"# Title\n\nbefore\n\n{BEGIN}\n{table}{END}\n\nafter\n")
+        self.assertEqual(self.files(self.docs), ["experiment.md", "experiment.svg"])
+        for path in [os.path.join(self.docs, "experiment.md"),
+                     os.path.join(self.docs, "experiment.svg"), self.readme]:
+            self.assertIn("wrote " + path, stdout)
+        # Writing again from the same runs changes no byte.
+        again = snapshot([os.path.join(self.docs, "experiment.md"), self.readme])
+        self.assertEqual(run_main("--report-only", "--out", self.out,
+                                  "--docs-dir", self.docs, "--write", self.readme)[0], 0)
+        self.assertEqual({p: v[0] for p, v in snapshot(list(again)).items()},
+                         {p: v[0] for p, v in again.items()})
+
+    def test_model_tag_names_its_own_files(self):
+        make_runs(self.out)
+        with open(self.readme, "a") as f:
+            f.write("<!-- experiment-smollm2:begin -->\n<!-- experiment-smollm2:end -->\n")
+        with open(self.readme) as f:
+            untagged = f.read().split(END)[0]
+        code, _, _ = run_main("--report-only", "--out", self.out, "--docs-dir", self.docs,
+                              "--write", self.readme, "--model-tag", "smollm2")
+        self.assertEqual(code, 0)
+        self.assertEqual(self.files(self.docs),
+                         ["experiment-smollm2.md", "experiment-smollm2.svg"])
+        with open(self.readme) as f:
+            s = f.read()
+        self.assertEqual(s.split(END)[0], untagged)
+        self.assertIn("36 runs", s.split("<!-- experiment-smollm2:begin -->")[1])
+
+    def test_readme_without_markers_is_refused_first(self):
+        make_runs(self.out)
+        with open(self.readme, "w") as f:
+            f.write("no markers\n")
+        code, _, msg = run_main("--report-only", "--out", self.out, "--docs-dir", self.docs,
+                                "--write", self.readme)
+        self.assertNotEqual(code, 0)
+        self.assertIn("lacks the markers", msg)
+        self.assertEqual(self.files(self.docs), [])
+
+
+if __name__ == "__main__":
+    unittest.main()
