@@ -122,7 +122,7 @@ fn run(
         &layout,
     )?;
     let adamw = OptimizerKind::AdamW { weight_decay: 0.01 };
-    let mut optim = SoftMaskedOptimizer::new(adamw.init(), &importance, &model, MaskMode::Update)?;
+    let mut optim = SoftMaskedOptimizer::new(adamw.init()?, &importance, &model, MaskMode::Update)?;
     let mut estimator =
         ImportanceEstimator::new(layout.clone(), Accumulation::PerBatch, GradientSign::Signed)?;
     let mut times: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];

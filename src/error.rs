@@ -128,6 +128,38 @@ pub enum Error {
     #[error("missing gradient: {0}")]
     MissingGradient(String),
 
+    /// An optimizer hyper-parameter (learning rate, betas, epsilon, weight
+    /// decay, momentum…) that is NaN, infinite or out of its range.
+    #[error("optimizer hyper-parameter {name} is {value}: expected {expected}")]
+    HyperParameter {
+        /// The hyper-parameter.
+        name: String,
+        /// The value given.
+        value: f64,
+        /// What it must be, in words.
+        expected: String,
+    },
+
+    /// An optimizer state (a file, a checkpoint's, or bytes handed to the
+    /// crate) that does not belong to the model and optimizer it is loaded
+    /// into, or holds values no step could have produced. Refused before the
+    /// optimizer sees it.
+    #[error("optimizer state refused: {reason}")]
+    OptimizerState {
+        /// What is wrong, naming the parameter.
+        reason: String,
+    },
+
+    /// A checkpoint that parses but does not belong to the run resuming it:
+    /// a position outside the run, importance or optimizer state of another run.
+    #[error("checkpoint {path} does not belong to this run: {reason}")]
+    Checkpoint {
+        /// The checkpoint's folder.
+        path: PathBuf,
+        /// Which part, and why.
+        reason: String,
+    },
+
     /// A device this build has could not start here (no adapter, no driver).
     #[error("device {name:?} is unavailable: {reason}")]
     DeviceUnavailable {
@@ -136,6 +168,16 @@ pub enum Error {
         /// What the backend said.
         reason: String,
     },
+}
+
+impl From<softmask_kernels::InvalidHyperParameter> for Error {
+    fn from(e: softmask_kernels::InvalidHyperParameter) -> Error {
+        Error::HyperParameter {
+            name: e.name.to_string(),
+            value: e.value,
+            expected: e.expected.to_string(),
+        }
+    }
 }
 
 /// `Result` with the crate's [`Error`].

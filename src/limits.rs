@@ -25,6 +25,10 @@ pub const MAX_SEQ_LENGTH: usize = 1 << 20;
 /// on some backends, so ids (and vocabulary sizes) stay below 2³¹.
 pub const MAX_TOKEN_ID: u32 = i32::MAX as u32 - 1;
 
+/// The largest step count an optimizer state may carry: AdamW's bias
+/// correction raises the betas to the next step's count as an `i32`.
+pub const MAX_OPTIMIZER_STEPS: u64 = i32::MAX as u64 - 1;
+
 /// Adds up `terms` (each a product of sizes) with overflow checks and fails
 /// with [`Error::InvalidConfig`] naming `what` when the total exceeds
 /// [`MAX_PARAMETERS`].

@@ -32,15 +32,7 @@ fn protect_all(model: &SoftMaskNet) -> Importance {
 }
 
 fn grads(model: &SoftMaskNet) -> GradientsParams {
-    let device = model.devices()[0].clone();
-    let batch =
-        TokenBatch::from_ids(&[vec![1, 2, 3], vec![4, 5, 6]], &[1.0, 0.0], 20, &device).unwrap();
-    let loss = binary_cross_entropy(
-        model.forward(batch.input_ids.clone(), None).unwrap(),
-        batch.labels,
-    )
-    .unwrap();
-    GradientsParams::from_grads(loss.backward(), model)
+    notebook_grads(model)
 }
 
 /// The id and shape of the head's weight, which no gate governs.

@@ -335,7 +335,8 @@ fn a_das_step_matches_pytorch_on_every_device() {
             weight_decay: fx.weight_decay,
         };
         let mut optim =
-            SoftMaskedOptimizer::new(adamw.init(), &importance, &model, MaskMode::Update).unwrap();
+            SoftMaskedOptimizer::new(adamw.init().unwrap(), &importance, &model, MaskMode::Update)
+                .unwrap();
         optim.step(fx.lr, &mut model, grads).unwrap();
         let got = model.named_tensors().unwrap();
         for (key, (shape, values)) in &want {

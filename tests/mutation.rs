@@ -2,10 +2,12 @@
 //! error, never a panic or an abort.
 //!
 //! A few thousand mutations of a notebook model's weights, an importance file,
-//! a BERT checkpoint (`model.safetensors` and `config.json`) and a word
-//! vocabulary: bytes flipped, runs overwritten, the file cut short or grown,
-//! and (for the safetensors header and the config) numbers replaced by extreme
-//! ones, where the dangerous sizes live.
+//! a BERT checkpoint (`model.safetensors` and `config.json`), a word
+//! vocabulary, a FusedAdamW optimizer state (loaded, then stepped: never NaN
+//! in the model after a step that returned `Ok`) and a continual run's
+//! checkpoint manifest (resumed): bytes flipped, runs overwritten, the file
+//! cut short or grown, and (for the safetensors header, the config and the
+//! manifest) numbers replaced by extreme ones, where the dangerous sizes live.
 
 mod common;
 
@@ -253,4 +255,124 @@ fn mutated_vocabularies_load_or_give_a_typed_error() {
     );
     assert!((1..500).contains(&loaded), "{loaded} of 500 loaded");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Where a burn optimizer state's metadata ends (magic, version, metadata
+/// size, then the metadata).
+fn burnpack_header_end(bytes: &[u8]) -> usize {
+    let len = u32::from_le_bytes(bytes[6..10].try_into().unwrap()) as usize;
+    10 + len
+}
+
+fn fused_masked(model: &SoftMaskNet) -> SoftMaskedOptimizer {
+    let imp = Importance::zeros(&model.gate_layout()).unwrap();
+    let adamw = softmask_kernels::FusedAdamWConfig::new().init().unwrap();
+    SoftMaskedOptimizer::new(adamw, &imp, model, MaskMode::Update).unwrap()
+}
+
+/// Every parameter of `model` is finite.
+fn all_finite(model: &SoftMaskNet) -> bool {
+    model
+        .named_tensors()
+        .unwrap()
+        .values()
+        .all(|t| t.values.iter().all(|v| v.is_finite()))
+}
+
+#[test]
+fn mutated_optimizer_states_load_or_give_a_typed_error_and_never_a_nan_model() {
+    let device = device();
+    let mut model = small_net(&device);
+    let mut optim = fused_masked(&model);
+    for _ in 0..2 {
+        let g = notebook_grads(&model);
+        optim.step(1e-2, &mut model, g).unwrap();
+    }
+    let original = optim.optimizer().into_bytes().unwrap().to_vec();
+    let dir = temp_dir("fuzz-optimizer");
+    let loaded = fuzz(
+        "optimizer state",
+        &original,
+        burnpack_header_end(&original),
+        &dir.join("optimizer.bin"),
+        3000,
+        6,
+        &|p| {
+            let bytes = std::fs::read(p).unwrap();
+            let mut m = model.clone();
+            let mut o = fused_masked(&m);
+            o.load_state(&bytes)?;
+            let g = notebook_grads(&m);
+            o.step(1e-2, &mut m, g)?;
+            assert!(
+                all_finite(&m),
+                "a step returned Ok over a model holding NaN"
+            );
+            Ok(())
+        },
+    );
+    assert!((1..3000).contains(&loaded), "{loaded} of 3000 loaded");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Copies the files of `from` into `to`, recursively.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn mutated_checkpoint_manifests_resume_or_give_a_typed_error() {
+    use softmask::continual::{ContinualTrainer, MethodConfig};
+    let device = device();
+    // A run stopped at the last mid-domain checkpoint (domain 1, step 3 of
+    // 4), so that a resume takes one step, evaluates and writes its results.
+    let mut config: MethodConfig = quick("das");
+    config.checkpoint_every = 3;
+    config.ewc_lambda = 1.0;
+    let template = temp_dir("fuzz-manifest-run");
+    let ckpt = stopped_run(config.clone(), &template, 2);
+    assert!(ckpt.ends_with("001-0000003"));
+    let manifest_path = Path::new("checkpoints/001-0000003/manifest.json");
+    let original = std::fs::read(template.join(manifest_path)).unwrap();
+    let dir = temp_dir("fuzz-manifest");
+    let work = dir.join("run");
+    let loaded = fuzz(
+        "checkpoint manifest",
+        &original,
+        original.len(),
+        &dir.join("manifest.json"),
+        1000,
+        7,
+        &|p| {
+            let _ = std::fs::remove_dir_all(&work);
+            copy_tree(&template, &work);
+            std::fs::copy(p, work.join(manifest_path)).unwrap();
+            let outcome = ContinualTrainer::new(config.clone(), collate(), &work)?.run(
+                tiny(&device),
+                &domains(),
+                Some(&general()),
+                true,
+            )?;
+            assert!(
+                outcome
+                    .model
+                    .named_tensors()?
+                    .values()
+                    .all(|t| t.values.iter().all(|v| v.is_finite())),
+                "a resumed run ended Ok with NaN in the model"
+            );
+            Ok(())
+        },
+    );
+    assert!((1..1000).contains(&loaded), "{loaded} of 1000 resumed");
+    std::fs::remove_dir_all(dir).unwrap();
+    std::fs::remove_dir_all(template).unwrap();
 }

@@ -29,17 +29,58 @@ pub struct FusedAdamWConfig {
 }
 
 impl FusedAdamWConfig {
-    /// The optimizer for a whole module.
+    /// Checks every hyper-parameter: `beta_1` and `beta_2` in `[0, 1)`,
+    /// `epsilon` finite and positive, `weight_decay` finite and at least 0.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidHyperParameter`] naming the first one out of range.
+    pub fn validate(&self) -> Result<(), InvalidHyperParameter> {
+        let bad = |name, value: f32, expected| InvalidHyperParameter {
+            name,
+            value: f64::from(value),
+            expected,
+        };
+        for (name, value) in [("beta_1", self.beta_1), ("beta_2", self.beta_2)] {
+            if !(0.0..1.0).contains(&value) {
+                return Err(bad(name, value, "a finite value in [0, 1)"));
+            }
+        }
+        if !(self.epsilon.is_finite() && self.epsilon > 0.0) {
+            return Err(bad("epsilon", self.epsilon, "a finite value above 0"));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(bad(
+                "weight_decay",
+                self.weight_decay,
+                "a finite value of 0 or more",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The optimizer for a whole module, once [`validate`](Self::validate)
+    /// accepts the hyper-parameters.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidHyperParameter`] for a NaN, infinite or out-of-range
+    /// hyper-parameter, which would otherwise turn the model's weights into NaN
+    /// at the first step.
     ///
     /// # Example
     ///
     /// ```
     /// use softmask_kernels::FusedAdamWConfig;
     ///
-    /// let optim = FusedAdamWConfig::new().with_weight_decay(0.0).init();
+    /// let optim = FusedAdamWConfig::new().with_weight_decay(0.0).init()?;
+    /// let refused = FusedAdamWConfig::new().with_beta_1(f32::NAN).init();
+    /// assert_eq!(refused.err().map(|e| e.name), Some("beta_1"));
+    /// # Ok::<(), softmask_kernels::InvalidHyperParameter>(())
     /// ```
-    pub fn init(&self) -> ModuleOptimizer {
-        ModuleOptimizer::from(FusedAdamW {
+    pub fn init(&self) -> Result<ModuleOptimizer, InvalidHyperParameter> {
+        self.validate()?;
+        Ok(ModuleOptimizer::from(FusedAdamW {
             config: self.clone(),
             fallback: AdamWConfig::new()
                 .with_beta_1(self.beta_1)
@@ -47,9 +88,32 @@ impl FusedAdamWConfig {
                 .with_epsilon(self.epsilon)
                 .with_weight_decay(self.weight_decay)
                 .build(),
-        })
+        }))
     }
 }
+
+/// An optimizer hyper-parameter that is NaN, infinite or out of its range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvalidHyperParameter {
+    /// The hyper-parameter's name, as the config's field (`beta_1`, `epsilon`…).
+    pub name: &'static str,
+    /// The value given.
+    pub value: f64,
+    /// What it must be, in words.
+    pub expected: &'static str,
+}
+
+impl std::fmt::Display for InvalidHyperParameter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "optimizer hyper-parameter {} is {}: expected {}",
+            self.name, self.value, self.expected
+        )
+    }
+}
+
+impl std::error::Error for InvalidHyperParameter {}
 
 /// AdamW that updates each parameter and its two moments in one pass, in
 /// place where it owns them, on the devices [`FusedOps`] supports; burn's

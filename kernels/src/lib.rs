@@ -33,7 +33,7 @@ mod dropout;
 mod flex;
 mod math;
 
-pub use adamw::{FusedAdamW, FusedAdamWConfig};
+pub use adamw::{FusedAdamW, FusedAdamWConfig, InvalidHyperParameter};
 pub use dropout::dropout_mask;
 
 use burn::backend::tensor::FloatTensor;

@@ -56,7 +56,46 @@ fn burn_adamw() -> ModuleOptimizer {
 }
 
 fn fused_adamw() -> ModuleOptimizer {
-    FusedAdamWConfig::new().with_weight_decay(0.01).init()
+    FusedAdamWConfig::new()
+        .with_weight_decay(0.01)
+        .init()
+        .unwrap_or_else(|e| panic!("the defaults validate: {e}"))
+}
+
+#[test]
+fn hyper_parameters_out_of_range_are_refused_by_name() {
+    let refused = |c: FusedAdamWConfig| c.init().err().map(|e| (e.name, e.to_string()));
+    let c = FusedAdamWConfig::new;
+    assert_eq!(
+        refused(c().with_beta_1(f32::NAN)).map(|e| e.0),
+        Some("beta_1")
+    );
+    assert_eq!(refused(c().with_beta_1(1.0)).map(|e| e.0), Some("beta_1"));
+    assert_eq!(refused(c().with_beta_2(-0.1)).map(|e| e.0), Some("beta_2"));
+    assert_eq!(refused(c().with_epsilon(0.0)).map(|e| e.0), Some("epsilon"));
+    assert_eq!(
+        refused(c().with_epsilon(f32::INFINITY)).map(|e| e.0),
+        Some("epsilon")
+    );
+    assert_eq!(
+        refused(c().with_weight_decay(-1e-3)).map(|e| e.0),
+        Some("weight_decay")
+    );
+    assert_eq!(
+        refused(c().with_weight_decay(f32::NAN)).map(|e| e.1),
+        Some(
+            "optimizer hyper-parameter weight_decay is NaN: expected a finite value of 0 or more"
+                .into()
+        )
+    );
+    // The edges of the ranges are accepted.
+    assert!(
+        c().with_beta_1(0.0)
+            .with_beta_2(0.0)
+            .with_weight_decay(0.0)
+            .init()
+            .is_ok()
+    );
 }
 
 #[test]

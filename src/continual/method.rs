@@ -44,12 +44,17 @@ pub enum OptimizerKind {
 
 impl OptimizerKind {
     /// A fresh burn optimizer.
-    pub fn init(&self) -> ModuleOptimizer {
-        match *self {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HyperParameter`] for a weight decay or momentum outside `[0, 1)`.
+    pub fn init(&self) -> Result<ModuleOptimizer> {
+        self.validate()?;
+        Ok(match *self {
             OptimizerKind::AdamW { weight_decay } => FusedAdamWConfig::new()
                 .with_epsilon(1e-8)
                 .with_weight_decay(weight_decay as f32)
-                .init(),
+                .init()?,
             OptimizerKind::Sgd { momentum } if momentum > 0.0 => SgdConfig::new()
                 .with_momentum(Some(
                     MomentumConfig::new()
@@ -58,6 +63,27 @@ impl OptimizerKind {
                 ))
                 .init(),
             OptimizerKind::Sgd { .. } => SgdConfig::new().init(),
+        })
+    }
+
+    /// Checks the hyper-parameters: weight decay and momentum finite and in `[0, 1)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HyperParameter`] naming the one out of range.
+    pub fn validate(&self) -> Result<()> {
+        let (name, value) = match *self {
+            OptimizerKind::AdamW { weight_decay } => ("weight_decay", weight_decay),
+            OptimizerKind::Sgd { momentum } => ("momentum", momentum),
+        };
+        if (0.0..1.0).contains(&value) {
+            Ok(())
+        } else {
+            Err(Error::HyperParameter {
+                name: name.into(),
+                value,
+                expected: "a finite value in [0, 1)".into(),
+            })
         }
     }
 }
@@ -277,17 +303,7 @@ impl MethodConfig {
                 self.ewc_lambda
             ));
         }
-        match self.optimizer {
-            OptimizerKind::AdamW { weight_decay } if !(0.0..1.0).contains(&weight_decay) => {
-                return bad(format!(
-                    "weight_decay must lie in [0, 1), got {weight_decay}"
-                ));
-            }
-            OptimizerKind::Sgd { momentum } if !(0.0..1.0).contains(&momentum) => {
-                return bad(format!("momentum must lie in [0, 1), got {momentum}"));
-            }
-            _ => {}
-        }
+        self.optimizer.validate()?;
         if self.control != Control::None && !self.masks() {
             return bad("a control needs importance to permute or average".into());
         }

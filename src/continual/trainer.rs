@@ -26,7 +26,7 @@ use crate::importance::gates::Gates;
 use crate::importance::proxy::KlToDropoutCopy;
 use crate::importance::{GateImportance, Importance};
 use crate::io;
-use crate::mask::SoftMaskedOptimizer;
+use crate::mask::{ParamTable, SoftMaskedOptimizer, load_checked};
 
 /// Masking of held-out sets is seeded by this, the batch and the column,
 /// never by the method's seed: every method is evaluated on the same tokens.
@@ -266,6 +266,7 @@ impl<C> ContinualTrainer<C> {
         C: Collate<B>,
     {
         self.check_inputs(domains, general)?;
+        check_gates(&self.config, &model.gate_layout())?;
         let device = model_device(&model)?;
         if !device.is_autodiff() {
             return Err(Error::InvalidConfig(
@@ -293,7 +294,7 @@ impl<C> ContinualTrainer<C> {
         let prepared = self.prepare(&identity, resume)?;
         let mut log = JsonlLog::open(self.out.join("log.jsonl"))?;
         let (mut model, mut state) = match prepared {
-            Some((manifest, dir)) => self.restore(model, manifest, &dir, &device)?,
+            Some((manifest, dir)) => self.restore(model, manifest, &dir, &device, domains)?,
             None => {
                 std::fs::create_dir_all(self.importance_dir()).map_err(|source| Error::Io {
                     path: self.importance_dir(),
@@ -343,14 +344,14 @@ impl<C> ContinualTrainer<C> {
                 _ => Importance::zeros(&model.gate_layout())?,
             };
             let mut optim = SoftMaskedOptimizer::new(
-                self.config.optimizer.init(),
+                self.config.optimizer.init()?,
                 &applied,
                 &model,
                 self.config.mask_mode,
             )?
             .with_ungoverned_damping(self.config.ungoverned_damping)?;
             if let Some(bytes) = state.optimizer.take() {
-                optim.load_state(bytes)?;
+                optim.load_state(&bytes)?;
             }
             // DAS's third view: the importance in force as forward gates.
             // Without any importance yet there is no such view, and no term.
@@ -564,10 +565,12 @@ impl<C> ContinualTrainer<C> {
         manifest: Manifest,
         dir: &Path,
         device: &Device,
+        domains: &[TokenizedDomain],
     ) -> Result<(M, State)>
     where
         M: ContinualModel<B>,
     {
+        self.check_position(&manifest, dir, domains)?;
         // The checkpoint's parameter ids, so that its optimizer state and EWC
         // anchors (keyed by id) apply to the loaded model.
         let ids: Vec<ParamId> = manifest
@@ -588,8 +591,21 @@ impl<C> ContinualTrainer<C> {
                 dir.display()
             )));
         }
+        self.check_importances(&manifest, dir, domains, &loaded.gate_layout())?;
         let optimizer = if manifest.optimizer {
-            Some(io::read(&dir.join("optimizer.bin"))?)
+            let bytes = io::read(&dir.join("optimizer.bin"))?;
+            // Checked here, against the loaded model and the run's optimizer,
+            // before anything of the run changes.
+            load_checked(
+                &self.config.optimizer.init()?,
+                &bytes,
+                &ParamTable::of(&loaded),
+            )
+            .map_err(|e| Error::Checkpoint {
+                path: dir.to_path_buf(),
+                reason: format!("its optimizer.bin: {e}"),
+            })?;
+            Some(bytes)
         } else {
             None
         };
@@ -609,6 +625,94 @@ impl<C> ContinualTrainer<C> {
                 optimizer,
             },
         ))
+    }
+
+    /// Refuses a checkpoint whose position the run never reaches or never
+    /// checkpoints at, or whose optional parts disagree with its position.
+    fn check_position(
+        &self,
+        manifest: &Manifest,
+        dir: &Path,
+        domains: &[TokenizedDomain],
+    ) -> Result<()> {
+        let c = &self.config;
+        let Position { domain, step } = manifest.position;
+        let refuse = |reason: String| {
+            Err(Error::Checkpoint {
+                path: dir.to_path_buf(),
+                reason,
+            })
+        };
+        let n = domains.len();
+        let steps = c.steps_per_domain;
+        if domain > n || (domain == n && step > 0) || step >= steps {
+            return refuse(format!(
+                "its position (domain {domain}, step {step}) is outside the run of {n} \
+                 domain(s) of {steps} steps"
+            ));
+        }
+        if step > 0 && (c.checkpoint_every == 0 || !step.is_multiple_of(c.checkpoint_every)) {
+            return refuse(format!(
+                "its position (domain {domain}, step {step}) is not one this run checkpoints at \
+                 (every {} steps, and at the end of each domain)",
+                c.checkpoint_every
+            ));
+        }
+        if manifest.optimizer != (step > 0) {
+            return refuse(format!(
+                "at step {step} of a domain it {} an optimizer state; the run saves one \
+                 exactly in mid-domain checkpoints",
+                if manifest.optimizer { "holds" } else { "lacks" }
+            ));
+        }
+        let ewc = c.ewc_lambda > 0.0 && domain > 0;
+        if manifest.ewc != ewc {
+            return refuse(format!(
+                "it {} EWC anchors, which this run {} after {domain} finished domain(s)",
+                if manifest.ewc { "holds" } else { "lacks" },
+                if ewc { "has" } else { "does not have" }
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a checkpoint whose importance files are not the ones this run
+    /// has estimated by its position, or are not of the model's gates.
+    fn check_importances(
+        &self,
+        manifest: &Manifest,
+        dir: &Path,
+        domains: &[TokenizedDomain],
+        layout: &crate::importance::gates::GateLayout,
+    ) -> Result<()> {
+        let c = &self.config;
+        let Position { domain, step } = manifest.position;
+        let mut expected = Vec::new();
+        if c.general_importance && (domain > 0 || step > 0) {
+            expected.push("general.safetensors".to_string());
+        }
+        if c.domain_importance {
+            for d in &domains[..domain.min(domains.len())] {
+                expected.push(format!("domain-{}.safetensors", d.name));
+            }
+        }
+        let refuse = |reason: String| Error::Checkpoint {
+            path: dir.to_path_buf(),
+            reason,
+        };
+        if manifest.importances != expected {
+            return Err(refuse(format!(
+                "it lists the importance files {:?}; at domain {domain}, step {step} this run \
+                 has estimated {expected:?}",
+                manifest.importances
+            )));
+        }
+        for name in &expected {
+            Importance::load(self.importance_dir().join(name))
+                .and_then(|imp| imp.check_layout(layout))
+                .map_err(|e| refuse(format!("its importance {name}: {e}")))?;
+        }
+        Ok(())
     }
 
     fn save_checkpoint<M, B>(
@@ -775,6 +879,21 @@ fn columns(general: Option<&[Vec<u32>]>, names: &[String]) -> Vec<String> {
         .into_iter()
         .chain(names.iter().cloned())
         .collect()
+}
+
+/// Refuses a method that masks a gate the model does not have.
+fn check_gates(config: &MethodConfig, layout: &crate::importance::gates::GateLayout) -> Result<()> {
+    let gates: Vec<&str> = layout.specs().iter().map(|s| s.name.as_str()).collect();
+    for name in config.masked_gates.iter().flatten() {
+        if !gates.contains(&name.as_str()) {
+            return Err(Error::InvalidConfig(format!(
+                "method {:?}: masked_gates names the gate {name:?}, which the model does not \
+                 have; its gates are {gates:?}",
+                config.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A typed error naming what differs between a checkpoint and this run.

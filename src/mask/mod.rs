@@ -17,11 +17,14 @@
 mod gradient;
 mod movement;
 mod optimizer;
+mod state;
 mod update;
 
 pub use gradient::GradientSoftMasker;
 pub use movement::unit_movement;
 pub use optimizer::{MaskMode, SoftMaskedOptimizer};
+pub use state::load_optimizer_state;
+pub(crate) use state::{ParamTable, load_checked};
 pub use update::{Snapshot, UpdateSoftMasker};
 
 use std::collections::HashMap;
@@ -144,6 +147,52 @@ pub(crate) fn flat_params<M: Module>(
     };
     model.visit(&mut take);
     take.out
+}
+
+/// The names of `probes` (one-element sums) that are NaN or infinite: one
+/// concatenation and a single read-back for all of them.
+fn non_finite_sums(probes: Vec<(String, Tensor<1>)>) -> Vec<String> {
+    if probes.is_empty() {
+        return Vec::new();
+    }
+    let (names, sums): (Vec<String>, Vec<Tensor<1>>) = probes.into_iter().unzip();
+    let values = Tensor::cat(sums, 0).into_data();
+    match values.iter::<f32>().collect::<Vec<f32>>() {
+        v if v.len() == names.len() => names
+            .into_iter()
+            .zip(v)
+            .filter(|(_, v)| !v.is_finite())
+            .map(|(n, _)| n)
+            .collect(),
+        _ => names,
+    }
+}
+
+/// The paths of `model`'s float parameters that hold a NaN or an infinity
+/// (or whose sum overflows f32): one sum per parameter, one read-back.
+pub(crate) fn non_finite_params<M: Module>(model: &M) -> Vec<String> {
+    struct Probe {
+        path: Vec<String>,
+        probes: Vec<(String, Tensor<1>)>,
+    }
+    impl ModuleVisitor for Probe {
+        fn enter_module(&mut self, name: &str, _container: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let sum = param.val().inner().sum();
+            self.probes.push((self.path.join("."), sum));
+        }
+    }
+    let mut p = Probe {
+        path: Vec::new(),
+        probes: Vec::new(),
+    };
+    model.visit(&mut p);
+    non_finite_sums(p.probes)
 }
 
 /// Per governed parameter, its `1 - I` vectors along their axes, on the
@@ -295,7 +344,7 @@ impl MaskPlan {
     ///   [`Error::ShapeMismatch`];
     /// - every gradient, governed or not, is finite, else [`Error::NonFinite`].
     ///
-    /// One reduction per gradient, one over their sums, and a single read-back.
+    /// One reduction per gradient and a single read-back.
     pub(crate) fn check_step<M: Module>(
         &self,
         model: &M,
@@ -305,11 +354,9 @@ impl MaskPlan {
             plan: &'a MaskPlan,
             grads: &'a burn::optim::GradientsParams,
             governed_present: usize,
-            probes: Vec<Tensor<1>>,
+            probes: Vec<(String, Tensor<1>)>,
             bad_shape: Option<Error>,
-            non_finite: Vec<String>,
             path: Vec<String>,
-            exact: bool,
         }
         impl ModuleVisitor for Check<'_> {
             fn enter_module(&mut self, name: &str, _container: &str) {
@@ -351,14 +398,7 @@ impl MaskPlan {
                 }
                 // The sum is NaN or ±inf when any element is (and when finite
                 // elements overflow f32, a gradient worth refusing too).
-                let probe = g.sum();
-                if self.exact {
-                    if !probe.into_scalar::<f32>().is_finite() {
-                        self.non_finite.push(self.path.join("."));
-                    }
-                } else {
-                    self.probes.push(probe);
-                }
+                self.probes.push((self.path.join("."), g.sum()));
             }
         }
         let mut check = Check {
@@ -367,9 +407,7 @@ impl MaskPlan {
             governed_present: 0,
             probes: Vec::new(),
             bad_shape: None,
-            non_finite: Vec::new(),
             path: Vec::new(),
-            exact: false,
         };
         model.visit(&mut check);
         if check.governed_present < self.masks.len() {
@@ -384,24 +422,12 @@ impl MaskPlan {
         if let Some(e) = check.bad_shape.take() {
             return Err(e);
         }
-        // One concatenation and one sum of the per-gradient sums, one read-back.
-        let probes = std::mem::take(&mut check.probes);
-        let finite = probes.is_empty()
-            || Tensor::cat(probes, 0)
-                .sum()
-                .into_scalar::<f32>()
-                .is_finite();
-        if finite {
-            return Ok(());
-        }
-        check.exact = true;
-        model.visit(&mut check);
-        if check.non_finite.is_empty() {
-            // Each gradient's sum is finite; only their total overflowed.
+        let non_finite = non_finite_sums(check.probes);
+        if non_finite.is_empty() {
             return Ok(());
         }
         Err(Error::NonFinite {
-            what: format!("gradient of {}", check.non_finite.join(", ")),
+            what: format!("gradient of {}", non_finite.join(", ")),
         })
     }
 }

@@ -3,7 +3,8 @@
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 
-use crate::error::Result;
+use super::state::{ParamTable, load_checked};
+use crate::error::{Error, Result};
 use crate::importance::Importance;
 use crate::mask::{GradientSoftMasker, SoftMaskable, UpdateSoftMasker};
 
@@ -60,6 +61,8 @@ enum Masker {
 pub struct SoftMaskedOptimizer {
     optim: ModuleOptimizer,
     masker: Masker,
+    /// The model's parameters, which a loaded state must fit.
+    params: ParamTable,
 }
 
 impl SoftMaskedOptimizer {
@@ -74,7 +77,11 @@ impl SoftMaskedOptimizer {
             MaskMode::Gradient => Masker::Gradient(GradientSoftMasker::new(importance, model)?),
             MaskMode::Update => Masker::Update(UpdateSoftMasker::new(importance, model)?),
         };
-        Ok(SoftMaskedOptimizer { optim, masker })
+        Ok(SoftMaskedOptimizer {
+            optim,
+            masker,
+            params: ParamTable::of(model),
+        })
     }
 
     /// The same optimizer, also damping every parameter no gate governs by a
@@ -92,21 +99,24 @@ impl SoftMaskedOptimizer {
         Ok(SoftMaskedOptimizer {
             optim: self.optim,
             masker,
+            params: self.params,
         })
     }
 
     /// Replaces the wrapped optimizer's state with one saved by
-    /// [`ModuleOptimizer::into_bytes`] (e.g. to resume a run).
+    /// [`ModuleOptimizer::into_bytes`] (e.g. to resume a run), checked
+    /// against the model this optimizer was built for as
+    /// [`load_optimizer_state`](crate::mask::load_optimizer_state) does.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) when the bytes
-    /// are not an optimizer state; the optimizer is then unchanged.
-    pub fn load_state(&mut self, bytes: Vec<u8>) -> Result<()> {
-        let fresh = self.optim.clone();
-        self.optim = fresh
-            .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
-            .map_err(|e| crate::error::Error::InvalidConfig(format!("optimizer state: {e:?}")))?;
+    /// [`Error::OptimizerState`](crate::Error::OptimizerState) naming the
+    /// parameter when the bytes are not a state of this model and optimizer
+    /// (unknown parameter ids, moments of another shape, non-finite values,
+    /// a step count out of range, entries the optimizer does not take); the
+    /// optimizer is then unchanged.
+    pub fn load_state(&mut self, bytes: &[u8]) -> Result<()> {
+        self.optim = load_checked(&self.optim, bytes, &self.params)?;
         Ok(())
     }
 
@@ -122,27 +132,60 @@ impl SoftMaskedOptimizer {
     ///
     /// # Errors
     ///
-    /// [`Error::NonFinite`](crate::Error::NonFinite) for a NaN or infinite
-    /// governed gradient, detected before anything changes.
+    /// Before anything changes: [`Error::HyperParameter`] for a learning rate
+    /// that is negative, NaN or infinite; [`Error::NonFinite`] for a NaN or
+    /// infinite gradient; the masker's errors for another model.
+    ///
+    /// After the step, every parameter is checked (one sum each, one
+    /// read-back): [`Error::NonFinite`] naming the parameters a step from
+    /// finite inputs drove to NaN or infinity (an extreme learning rate, an
+    /// optimizer hyper-parameter or state that overflows). The model then
+    /// holds them: restore it from a checkpoint. A step that returns `Ok`
+    /// leaves every parameter finite.
     pub fn step<M: Module>(
         &mut self,
         lr: f64,
         model: &mut M,
         mut grads: GradientsParams,
     ) -> Result<()> {
+        check_lr(lr)?;
         match &self.masker {
             Masker::Gradient(m) => {
                 m.apply(model, &mut grads)?;
                 replace_with(model, |m| self.optim.step(lr, m, grads));
-                Ok(())
             }
-            Masker::Update(m) => m.step(&mut self.optim, lr, model, grads),
+            Masker::Update(m) => m.step(&mut self.optim, lr, model, grads)?,
+        }
+        let bad = super::non_finite_params(model);
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::NonFinite {
+                what: format!(
+                    "parameters {} after an optimizer step at learning rate {lr} (the step \
+                     overflowed; the model now holds them)",
+                    bad.join(", ")
+                ),
+            })
         }
     }
 
     /// The wrapped optimizer (e.g. to save its state).
     pub fn optimizer(&self) -> &ModuleOptimizer {
         &self.optim
+    }
+}
+
+/// Checks a learning rate a step takes: finite and at least 0.
+pub(crate) fn check_lr(lr: f64) -> Result<()> {
+    if lr.is_finite() && lr >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::HyperParameter {
+            name: "lr".into(),
+            value: lr,
+            expected: "a finite value of 0 or more".into(),
+        })
     }
 }
 

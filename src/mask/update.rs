@@ -167,10 +167,12 @@ impl UpdateSoftMasker {
     /// # Errors
     ///
     /// Checked before the step, the model and the optimizer then unchanged:
-    /// [`Error::LayoutMismatch`] when `model` is not the instance this masker
-    /// was built for, [`Error::ShapeMismatch`](crate::Error::ShapeMismatch)
-    /// for a gradient of another shape than its parameter, [`Error::NonFinite`]
-    /// when any gradient holds a NaN or infinity.
+    /// [`Error::HyperParameter`](crate::Error::HyperParameter) for a
+    /// negative, NaN or infinite `lr`, [`Error::LayoutMismatch`] when `model`
+    /// is not the instance this masker was built for,
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) for a gradient of
+    /// another shape than its parameter, [`Error::NonFinite`] when any
+    /// gradient holds a NaN or infinity.
     pub fn step<M: Module>(
         &self,
         optim: &mut ModuleOptimizer,
@@ -178,6 +180,7 @@ impl UpdateSoftMasker {
         model: &mut M,
         grads: GradientsParams,
     ) -> Result<()> {
+        super::optimizer::check_lr(lr)?;
         self.plan.check_step(model, &grads)?;
         let snapshot = self.snapshot(model);
         super::optimizer::replace_with(model, |m| self.pull(optim.step(lr, m, grads), &snapshot));

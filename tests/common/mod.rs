@@ -178,6 +178,70 @@ pub fn param_shapes<M: burn::module::Module>(
     c.0
 }
 
+/// The gradients of a two-example binary loss on a notebook model of
+/// vocabulary 20 (at least).
+pub fn notebook_grads(model: &SoftMaskNet) -> burn::optim::GradientsParams {
+    use burn::module::Module;
+    let device = model.devices()[0].clone();
+    let batch =
+        TokenBatch::from_ids(&[vec![1, 2, 3], vec![4, 5, 6]], &[1.0, 0.0], 20, &device).unwrap();
+    let loss = softmask::binary_cross_entropy(
+        model.forward(batch.input_ids.clone(), None).unwrap(),
+        batch.labels,
+    )
+    .unwrap();
+    burn::optim::GradientsParams::from_grads(loss.backward(), model)
+}
+
+/// A notebook model of vocabulary 20.
+pub fn small_net(device: &Device) -> SoftMaskNet {
+    SoftMaskNetConfig::new()
+        .with_vocab_size(20)
+        .init(device)
+        .unwrap()
+}
+
+/// Stops a continual run (by unwinding out of it) at its `nth` mid-domain
+/// checkpoint (1 for the first), which then stays as the run's latest.
+pub struct StopAtMidDomain {
+    pub nth: usize,
+    pub seen: usize,
+}
+
+impl softmask::continual::Observer for StopAtMidDomain {
+    fn on_checkpoint(&mut self, path: &Path) {
+        if !path.to_string_lossy().ends_with("-0000000") {
+            self.seen += 1;
+            if self.seen == self.nth {
+                std::panic::resume_unwind(Box::new("stopped at a mid-domain checkpoint"));
+            }
+        }
+    }
+}
+
+/// Runs `config` on the tiny BERT into `out` until its `nth` mid-domain
+/// checkpoint, and returns that checkpoint's folder.
+pub fn stopped_run(config: MethodConfig, out: &Path, nth: usize) -> PathBuf {
+    let device = devices().remove(0).1;
+    let o = out.to_path_buf();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        ContinualTrainer::new(config, collate(), &o)
+            .unwrap()
+            .with_observer(Box::new(StopAtMidDomain { nth, seen: 0 }))
+            .run(tiny(&device), &domains(), Some(&general()), false)
+            .map(|_| ())
+    }));
+    assert!(r.is_err(), "the run was not stopped");
+    let mut mid: Vec<PathBuf> = std::fs::read_dir(out.join("checkpoints"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| !p.to_string_lossy().ends_with("-0000000"))
+        .collect();
+    assert_eq!(mid.len(), 1, "{mid:?}");
+    mid.remove(0)
+}
+
 /// An optimizer's whole state as bytes, to show that a refused step left it unchanged.
 pub fn optimizer_state(optim: &burn::optim::ModuleOptimizer) -> Vec<u8> {
     optim.into_bytes().unwrap().to_vec()
