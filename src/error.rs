@@ -115,6 +115,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A value could not be turned into (or read back from) its file format:
+    /// results, a manifest, an optimizer state.
+    #[error("cannot serialise {what}: {reason}")]
+    Serialization {
+        /// What was being written or read.
+        what: String,
+        /// What the serialiser said.
+        reason: String,
+    },
+
     /// A tensor that a weights file must hold is missing from it.
     #[error("missing tensor {name:?} in {path}")]
     MissingTensor {

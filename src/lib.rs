@@ -63,11 +63,13 @@ pub mod continual;
 pub mod data;
 pub mod device;
 mod error;
+pub mod gate;
 pub mod importance;
 pub mod io;
 pub mod limits;
 pub mod mask;
 pub mod model;
+mod params;
 
 pub use data::batch::{Batches, Shuffle, TokenBatch, TokenBatcher};
 pub use data::group::{Example, GroupConfig, GroupedDataset};
@@ -77,19 +79,18 @@ pub use data::tokenize::{EncodedBatch, WordPieceTokenizer};
 pub use data::tokenize::{Tokenizer, UnknownWords, WordTokenizer, split_words};
 pub use device::{cpu_device, cpu_devices, open_device};
 pub use error::{Error, Result};
-pub use importance::estimate::{Accumulation, GradientSign, ImportanceEstimator, TokenCount};
-pub use importance::gates::{GateLayout, GateSpec, Gates};
+pub use gate::{GateLayout, GateSpec, Gates, Governed, Represent, SoftMaskable, TokenCount};
+pub use importance::estimate::{Accumulation, GradientSign, ImportanceEstimator};
 pub use importance::proxy::{
-    ImportanceProxy, KlToDropoutCopy, KlToModel, frozen, kl_over_sequence,
+    ImportanceProxy, KlToDropoutCopy, KlToModel, MlmLoss, frozen, kl_over_sequence,
 };
 pub use importance::{GateImportance, Importance, Normalization};
 pub use mask::{
-    Governed, GradientSoftMasker, MaskMode, Snapshot, SoftMaskable, SoftMaskedOptimizer,
-    UpdateSoftMasker, unit_movement,
+    GradientSoftMasker, MaskMode, Snapshot, SoftMaskedOptimizer, UpdateSoftMasker, unit_movement,
 };
 #[cfg(feature = "wordpiece")]
 pub use model::bert::BertBatcher;
 pub use model::{
-    BertBatch, BertConfig, Dropout, DropoutConfig, HeadMaskLayout, MlmLoss, Represent,
-    SoftMaskBert, SoftMaskNet, SoftMaskNetConfig, binary_cross_entropy, check_token_ids, gelu,
+    BertBatch, BertConfig, Dropout, DropoutConfig, HeadMaskLayout, SoftMaskBert, SoftMaskNet,
+    SoftMaskNetConfig, binary_cross_entropy, check_token_ids, gelu,
 };

@@ -8,13 +8,20 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::module::ParamId;
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use super::eval::ResultMatrix;
 use super::method::MethodConfig;
+use super::objective::ContinualModel;
+use super::plugin::Plugin;
+use super::results::ResultMatrix;
 use crate::error::{Error, Result};
-use crate::importance::gates::GateLayout;
+use crate::gate::GateLayout;
+use crate::importance::Importance;
 use crate::io;
+use crate::mask::load_checked;
+use crate::params::{self, ParamTable};
 
 /// The manifest's format tag.
 pub const FORMAT: &str = "softmask-continual-v1";
@@ -58,7 +65,8 @@ pub struct Manifest {
     pub results: ResultMatrix,
     /// Whether the folder holds an optimizer state (`optimizer.bin`, mid-domain only).
     pub optimizer: bool,
-    /// Whether the folder holds EWC anchors (`ewc.safetensors`).
+    /// Whether the folder holds the plugins' state (EWC's anchors,
+    /// `ewc.safetensors`, the only plugin with state so far).
     pub ewc: bool,
     /// The model's parameter ids, in visiting order: the keys of the
     /// optimizer state and the EWC anchors, given back to the loaded model.
@@ -68,6 +76,11 @@ pub struct Manifest {
 /// The checkpoints folder of a run.
 pub(crate) fn folder(out: &Path) -> PathBuf {
     out.join("checkpoints")
+}
+
+/// The importance folder of a run: every estimate, saved once.
+pub(crate) fn importance_dir(out: &Path) -> PathBuf {
+    out.join("importance")
 }
 
 /// The final name of a checkpoint at `position`.
@@ -94,8 +107,10 @@ pub(crate) fn begin(out: &Path) -> Result<PathBuf> {
 /// Writes the manifest into the partial folder, renames it into place, and
 /// removes the checkpoints before it.
 pub(crate) fn commit(out: &Path, partial: &Path, manifest: &Manifest) -> Result<PathBuf> {
-    let json = serde_json::to_vec_pretty(manifest)
-        .map_err(|e| Error::InvalidConfig(format!("manifest cannot be written: {e}")))?;
+    let json = serde_json::to_vec_pretty(manifest).map_err(|e| Error::Serialization {
+        what: "the checkpoint manifest".into(),
+        reason: e.to_string(),
+    })?;
     io::write_atomic(&partial.join("manifest.json"), &json)?;
     let target = folder(out).join(name(manifest.position));
     if target.exists() {
@@ -216,4 +231,275 @@ pub(crate) fn fingerprint(chunks: &[Vec<u32>]) -> u64 {
         c.iter().for_each(|&v| eat(v));
     }
     h
+}
+
+/// Checks the run folder `out`: a fresh run needs it empty of runs; resume
+/// needs a checkpoint of the same identity (or none, then starts afresh).
+pub(crate) fn prepare(
+    out: &Path,
+    identity: &RunIdentity,
+    resume: bool,
+) -> Result<Option<(Manifest, PathBuf)>> {
+    let last = latest(out)?;
+    if resume {
+        clear_partial(out);
+    }
+    match (last, resume) {
+        (Some((manifest, dir)), true) => {
+            if manifest.identity != *identity {
+                return Err(describe_mismatch(&manifest.identity, identity, &dir));
+            }
+            Ok(Some((manifest, dir)))
+        }
+        (Some((_, dir)), false) => Err(Error::InvalidConfig(format!(
+            "the output folder {} already holds a run (checkpoint {}): resume it, or \
+             choose another folder",
+            out.display(),
+            dir.display()
+        ))),
+        (None, _) => {
+            if out.join("results.json").exists() {
+                return Err(Error::InvalidConfig(format!(
+                    "the output folder {} holds the results of another run",
+                    out.display()
+                )));
+            }
+            std::fs::create_dir_all(out).map_err(|source| Error::Io {
+                path: out.to_path_buf(),
+                source,
+            })?;
+            Ok(None)
+        }
+    }
+}
+
+/// A typed error naming what differs between a checkpoint and this run.
+fn describe_mismatch(saved: &RunIdentity, now: &RunIdentity, dir: &Path) -> Error {
+    let at = dir.display();
+    if saved.layout != now.layout || saved.shapes != now.shapes {
+        return Error::LayoutMismatch(format!(
+            "checkpoint {at} is of another model (gates {} vs {})",
+            saved.layout, now.layout
+        ));
+    }
+    if saved.config != now.config {
+        return Error::InvalidConfig(format!(
+            "checkpoint {at} was written with another method configuration ({:?}); \
+             resume with the same options",
+            saved.config.name
+        ));
+    }
+    Error::InvalidConfig(format!(
+        "checkpoint {at} was written for other domains or data ({:?})",
+        saved.domains.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    ))
+}
+
+/// Refuses a checkpoint whose position the run never reaches or never
+/// checkpoints at, or whose optional parts disagree with its position.
+pub(crate) fn check_position(
+    config: &MethodConfig,
+    manifest: &Manifest,
+    dir: &Path,
+    domains: usize,
+) -> Result<()> {
+    let c = config;
+    let Position { domain, step } = manifest.position;
+    let refuse = |reason: String| {
+        Err(Error::Checkpoint {
+            path: dir.to_path_buf(),
+            reason,
+        })
+    };
+    let n = domains;
+    let steps = c.steps_per_domain;
+    if domain > n || (domain == n && step > 0) || step >= steps {
+        return refuse(format!(
+            "its position (domain {domain}, step {step}) is outside the run of {n} \
+             domain(s) of {steps} steps"
+        ));
+    }
+    if step > 0 && (c.checkpoint_every == 0 || !step.is_multiple_of(c.checkpoint_every)) {
+        return refuse(format!(
+            "its position (domain {domain}, step {step}) is not one this run checkpoints at \
+             (every {} steps, and at the end of each domain)",
+            c.checkpoint_every
+        ));
+    }
+    if manifest.optimizer != (step > 0) {
+        return refuse(format!(
+            "at step {step} of a domain it {} an optimizer state; the run saves one \
+             exactly in mid-domain checkpoints",
+            if manifest.optimizer { "holds" } else { "lacks" }
+        ));
+    }
+    let ewc = c.ewc_lambda > 0.0 && domain > 0;
+    if manifest.ewc != ewc {
+        return refuse(format!(
+            "it {} EWC anchors, which this run {} after {domain} finished domain(s)",
+            if manifest.ewc { "holds" } else { "lacks" },
+            if ewc { "has" } else { "does not have" }
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a checkpoint whose importance files (in `importance_dir`) are not
+/// the ones this run has estimated by its position, or are not of `layout`.
+pub(crate) fn check_importances(
+    config: &MethodConfig,
+    manifest: &Manifest,
+    dir: &Path,
+    importance_dir: &Path,
+    domain_names: &[String],
+    layout: &GateLayout,
+) -> Result<()> {
+    let c = config;
+    let Position { domain, step } = manifest.position;
+    let mut expected = Vec::new();
+    if c.general_importance && (domain > 0 || step > 0) {
+        expected.push("general.safetensors".to_string());
+    }
+    if c.domain_importance {
+        for name in &domain_names[..domain.min(domain_names.len())] {
+            expected.push(format!("domain-{name}.safetensors"));
+        }
+    }
+    let refuse = |reason: String| Error::Checkpoint {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    if manifest.importances != expected {
+        return Err(refuse(format!(
+            "it lists the importance files {:?}; at domain {domain}, step {step} this run \
+             has estimated {expected:?}",
+            manifest.importances
+        )));
+    }
+    for name in &expected {
+        Importance::load(importance_dir.join(name))
+            .and_then(|imp| imp.check_layout(layout))
+            .map_err(|e| refuse(format!("its importance {name}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The state of a run between steps, besides the model and the plugins:
+/// what a checkpoint holds.
+pub(crate) struct RunState {
+    /// The next step.
+    pub(crate) position: Position,
+    /// The saved importance files, in the order estimated.
+    pub(crate) importances: Vec<String>,
+    /// The results so far.
+    pub(crate) results: ResultMatrix,
+    /// The optimizer's state, mid-domain.
+    pub(crate) optimizer: Option<Vec<u8>>,
+}
+
+/// Writes a checkpoint of `model`, `state` and the plugins' state into the
+/// run folder `out`, atomically; returns its folder.
+pub(crate) fn save<M: ContinualModel<B>, B>(
+    out: &Path,
+    model: &M,
+    identity: &RunIdentity,
+    state: &RunState,
+    plugins: &[Box<dyn Plugin<M, B>>],
+) -> Result<PathBuf> {
+    let partial = begin(out)?;
+    model.save_weights(&partial)?;
+    if let Some(bytes) = &state.optimizer {
+        io::write_atomic(&partial.join(OPTIMIZER_FILE), bytes)?;
+    }
+    let mut plugin_state = false;
+    for p in plugins {
+        plugin_state |= p.save(&partial)?;
+    }
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        identity: identity.clone(),
+        position: state.position,
+        importances: state.importances.clone(),
+        results: state.results.clone(),
+        optimizer: state.optimizer.is_some(),
+        ewc: plugin_state,
+        param_ids: params::ids(model).iter().map(ParamId::val).collect(),
+    };
+    commit(out, &partial, &manifest)
+}
+
+/// The checkpoint file of the optimizer's state.
+const OPTIMIZER_FILE: &str = "optimizer.bin";
+
+/// The model, run state and plugins' state of the checkpoint `dir` (with
+/// `manifest`), each checked against the run before anything of it changes:
+/// the position ([`check_position`]), the weights' shapes, the importance
+/// files ([`check_importances`]) and the optimizer state (against the loaded
+/// model and `config`'s optimizer).
+pub(crate) fn restore<M: ContinualModel<B>, B>(
+    config: &MethodConfig,
+    out: &Path,
+    domain_names: &[String],
+    model: M,
+    (manifest, dir): (Manifest, PathBuf),
+    device: &Device,
+    plugins: &mut [Box<dyn Plugin<M, B>>],
+) -> Result<(M, RunState)> {
+    let dir = dir.as_path();
+    check_position(config, &manifest, dir, domain_names.len())?;
+    // The checkpoint's parameter ids, so that its optimizer state and EWC
+    // anchors (keyed by id) apply to the loaded model.
+    let ids: Vec<ParamId> = manifest
+        .param_ids
+        .iter()
+        .map(|&i| ParamId::from(i))
+        .collect();
+    if ids.len() != manifest.identity.shapes.len() {
+        return Err(Error::CorruptFile {
+            path: dir.join("manifest.json"),
+            reason: "parameter ids and shapes disagree".into(),
+        });
+    }
+    let loaded = params::with_ids(model.load_weights(dir)?, &ids);
+    if params::shapes(&loaded) != manifest.identity.shapes {
+        return Err(Error::LayoutMismatch(format!(
+            "the weights in {} do not have the model's shapes",
+            dir.display()
+        )));
+    }
+    check_importances(
+        config,
+        &manifest,
+        dir,
+        &importance_dir(out),
+        domain_names,
+        &loaded.gate_layout(),
+    )?;
+    let optimizer = if manifest.optimizer {
+        let bytes = io::read(&dir.join(OPTIMIZER_FILE))?;
+        load_checked(&config.optimizer.init()?, &bytes, &ParamTable::of(&loaded)).map_err(|e| {
+            Error::Checkpoint {
+                path: dir.to_path_buf(),
+                reason: format!("its {OPTIMIZER_FILE}: {e}"),
+            }
+        })?;
+        Some(bytes)
+    } else {
+        None
+    };
+    if manifest.ewc {
+        let inner = device.clone().inner();
+        for p in plugins.iter_mut() {
+            p.restore(dir, &inner)?;
+        }
+    }
+    Ok((
+        loaded,
+        RunState {
+            position: manifest.position,
+            importances: manifest.importances,
+            results: manifest.results,
+            optimizer,
+        },
+    ))
 }

@@ -1,10 +1,14 @@
 //! DAS's knowledge-integration loss: a contrastive term between two dropout
 //! views of the same batch and a view through the accumulated importance.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor, TensorData};
 use softmask_kernels::log_softmax;
 
+use super::objective::ContinualModel;
+use super::plugin::{DomainStart, Plugin};
 use crate::error::{Error, Result};
+use crate::gate::Gates;
+use crate::importance::Importance;
 
 /// Norms below this are clamped, as PyTorch's `cosine_similarity` does.
 const EPS: f32 = 1e-8;
@@ -120,4 +124,62 @@ mod tests {
             Err(Error::InvalidConfig(_))
         ));
     }
+}
+
+/// DAS's contrastive term as a plugin of the continual loop: once importance
+/// exists, every step adds [`contrastive_loss`] between two dropout views of
+/// the batch ([`ContinualModel::pooled`] without gates) and a view through
+/// the importance in force as forward gates.
+#[derive(Debug, Clone)]
+pub struct ContrastivePlugin {
+    temperature: f64,
+    view: Option<Gates>,
+}
+
+impl ContrastivePlugin {
+    /// A plugin at `temperature`.
+    pub fn new(temperature: f64) -> ContrastivePlugin {
+        ContrastivePlugin {
+            temperature,
+            view: None,
+        }
+    }
+}
+
+impl<M: ContinualModel<B>, B> Plugin<M, B> for ContrastivePlugin {
+    fn name(&self) -> &str {
+        "contrastive"
+    }
+
+    fn before_domain(&mut self, start: &DomainStart<'_>) -> Result<()> {
+        // Without any importance yet there is no third view, and no term.
+        self.view = match start.applied {
+            Some(applied) => Some(gates_of(applied, start.device)?),
+            None => None,
+        };
+        Ok(())
+    }
+
+    fn loss_term(&mut self, model: &M, batch: &B) -> Result<Option<Tensor<1>>> {
+        let Some(view) = &self.view else {
+            return Ok(None);
+        };
+        let z1 = model.pooled(batch, None)?;
+        let z2 = model.pooled(batch, None)?;
+        let z3 = model.pooled(batch, Some(view))?;
+        contrastive_loss(z1, z2, z3, self.temperature).map(Some)
+    }
+}
+
+/// The gates of an importance, as tensors on `device`: DAS's forward view.
+fn gates_of(importance: &Importance, device: &Device) -> Result<Gates> {
+    let layout = importance.layout();
+    let tensors = importance
+        .gates()
+        .iter()
+        .map(|g| {
+            Tensor::<2>::from_data(TensorData::new(g.values.clone(), [g.rows, g.units]), device)
+        })
+        .collect();
+    Gates::from_tensors(tensors, &layout)
 }

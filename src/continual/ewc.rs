@@ -1,14 +1,18 @@
 //! EWC: elastic weight consolidation, the classic regularisation baseline.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 
+use super::objective::ContinualModel;
+use super::plugin::{DomainEnd, Plugin};
+use crate::data::sampling::stream::FISHER;
 use crate::error::{Error, Result};
-use crate::io::{HostTensor, to_host};
-use crate::mask::flat_params;
+use crate::io::{self, HostTensor, to_host};
+use crate::params;
 
 /// One anchor per finished domain: the diagonal Fisher `F` and the
 /// parameters `theta*` after that domain, flattened, on the gradient device.
@@ -91,7 +95,7 @@ impl Ewc {
             .into_iter()
             .map(|(id, s)| (id, s.div_scalar(n)))
             .collect();
-        let theta = flat_params(model, |id| fisher.contains_key(id));
+        let theta = params::flat(model, |id| fisher.contains_key(id));
         self.anchors.push(Anchor { fisher, theta });
         Ok(())
     }
@@ -209,5 +213,69 @@ impl Ewc {
         };
         model.visit(&mut sum);
         sum.total.map(|t| t.mul_scalar(lambda as f32))
+    }
+}
+
+/// EWC as a plugin of the continual loop: after each domain, the Fisher over
+/// [`importance_batches`](super::MethodConfig::importance_batches) batches of its
+/// training data anchors the parameters; every step adds the penalty
+/// `lambda * sum F (theta - theta*)^2`. Its anchors go into every checkpoint
+/// as `ewc.safetensors`.
+#[derive(Debug, Clone)]
+pub struct EwcPlugin {
+    lambda: f64,
+    ewc: Ewc,
+}
+
+impl EwcPlugin {
+    /// A plugin with penalty weight `lambda` and no anchor yet.
+    pub fn new(lambda: f64) -> EwcPlugin {
+        EwcPlugin {
+            lambda,
+            ewc: Ewc::new(),
+        }
+    }
+
+    /// The anchors so far.
+    pub fn ewc(&self) -> &Ewc {
+        &self.ewc
+    }
+}
+
+/// The checkpoint file of [`EwcPlugin`]'s anchors.
+pub(crate) const EWC_FILE: &str = "ewc.safetensors";
+
+impl<M: ContinualModel<B>, B> Plugin<M, B> for EwcPlugin {
+    fn name(&self) -> &str {
+        "ewc"
+    }
+
+    fn loss_term(&mut self, model: &M, _batch: &B) -> Result<Option<Tensor<1>>> {
+        Ok(self.ewc.penalty(model, self.lambda))
+    }
+
+    fn after_domain(&mut self, model: &M, end: &DomainEnd<'_, B>) -> Result<()> {
+        let mut acc = FisherAccumulator::default();
+        for b in 0..end.config.importance_batches {
+            let batch = end.batch(&[FISHER, end.index as u64], b)?;
+            let loss = model.loss(&batch, None)?;
+            let grads = GradientsParams::from_grads(loss.backward(), model);
+            acc.add(model, &grads);
+        }
+        self.ewc.anchor(model, acc)
+    }
+
+    fn save(&self, dir: &Path) -> Result<bool> {
+        if self.ewc.anchors() == 0 {
+            return Ok(false);
+        }
+        io::TensorFile::from(self.ewc.to_host()?).save(&dir.join(EWC_FILE))?;
+        Ok(true)
+    }
+
+    fn restore(&mut self, dir: &Path, device: &Device) -> Result<()> {
+        let file = io::TensorFile::load(&dir.join(EWC_FILE))?;
+        self.ewc = Ewc::from_host(file.tensors, device)?;
+        Ok(())
     }
 }

@@ -13,6 +13,7 @@
 //! 6. [`eval`]: the result matrix, forgetting, backward transfer, gain.
 //! 7. [`checkpoint`], [`observe`], [`plot`]: resume, hooks and logs, pictures.
 
+pub mod apply;
 pub mod checkpoint;
 pub mod contrastive;
 pub mod domain;
@@ -22,13 +23,18 @@ pub mod method;
 pub mod objective;
 pub mod observe;
 pub mod plot;
+pub mod plugin;
+pub mod results;
 pub mod trainer;
 
+pub use apply::applied_importance;
+pub use contrastive::ContrastivePlugin;
 pub use contrastive::contrastive_loss;
 pub use domain::{Domain, TokenizedDomain};
-pub use eval::{ResultMatrix, Summary};
-pub use ewc::{Ewc, FisherAccumulator};
+pub use ewc::{Ewc, EwcPlugin, FisherAccumulator};
 pub use method::{Control, MethodConfig, OptimizerKind, PRESETS};
 pub use objective::{BertMlmCollate, Collate, ContinualModel};
 pub use observe::{JsonlLog, Observer, Progress, StepEvent};
-pub use trainer::{ContinualTrainer, Outcome, applied_importance};
+pub use plugin::{DomainEnd, DomainStart, Plugin};
+pub use results::{ResultMatrix, Summary};
+pub use trainer::{ContinualTrainer, Outcome};

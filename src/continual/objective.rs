@@ -5,13 +5,14 @@ use std::path::Path;
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
 
-use super::trainer::mix;
 use crate::data::mlm::{MaskedTokens, MlmCollator};
+use crate::data::sampling::mix;
 use crate::error::{Error, Result};
+use crate::gate::Gates;
+use crate::gate::Represent;
+use crate::gate::SoftMaskable;
 use crate::importance::estimate::model_device;
-use crate::importance::gates::Gates;
-use crate::mask::SoftMaskable;
-use crate::model::{BertBatch, Represent, SoftMaskBert};
+use crate::model::{BertBatch, SoftMaskBert};
 
 /// A model the continual loop can train: its gates ([`SoftMaskable`]), a
 /// representation for the KL importance proxy ([`Represent`]), and the four
@@ -223,7 +224,7 @@ mod tests {
 
     #[test]
     fn a_batch_where_no_token_was_drawn_gets_exactly_one() {
-        let device = crate::cpu_device("flex").unwrap();
+        let device = crate::device::cpu_device("flex").unwrap();
         let specials = vec![0, 101, 102, 103];
         let collate = BertMlmCollate::new(103, 0, 300, specials.clone()).unwrap();
         // Three eligible tokens: the 15 % draw selects none for most seeds.

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use super::eval::ResultMatrix;
+use super::results::ResultMatrix;
 use crate::error::Result;
 use crate::importance::Importance;
 use crate::io;

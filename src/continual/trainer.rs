@@ -1,36 +1,34 @@
 //! Trainer: the fixed continual loop — importance, soft-masked training,
-//! evaluation, checkpoints — over a sequence of domains.
+//! evaluation, checkpoints — over a sequence of domains. What the loop calls
+//! lives beside it: [`apply`](super::apply) (importance),
+//! [`eval`](super::eval), [`checkpoint`](super::checkpoint), the methods'
+//! [`plugin`](super::plugin)s, and [`sampling`](crate::data::sampling).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Tensor, TensorData};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 
-use super::checkpoint::{self, FORMAT, Manifest, Position, RunIdentity};
-use super::contrastive::contrastive_loss;
+use super::apply::{accumulated, check_gates, estimate, in_force};
+use super::checkpoint::{self, Position, RunIdentity, RunState};
+use super::contrastive::ContrastivePlugin;
 use super::domain::TokenizedDomain;
-use super::eval::ResultMatrix;
-use super::ewc::{Ewc, FisherAccumulator};
-use super::method::{Control, MethodConfig};
+use super::eval::{self, columns, evaluate};
+use super::ewc::EwcPlugin;
+use super::method::MethodConfig;
 use super::objective::{Collate, ContinualModel};
 use super::observe::{JsonlLog, Observer, StepEvent};
 use super::plot;
+use super::plugin::{DomainEnd, DomainStart, Plugin};
+use super::results::ResultMatrix;
+use crate::data::sampling::stream::TRAIN;
+use crate::data::sampling::{batch_rows, mix};
 use crate::error::{Error, Result};
-use crate::importance::estimate::{ImportanceEstimator, TokenCount, model_device};
-use crate::importance::gates::Gates;
-use crate::importance::proxy::KlToDropoutCopy;
-use crate::importance::{GateImportance, Importance};
-use crate::io;
-use crate::mask::{ParamTable, SoftMaskedOptimizer, load_checked};
-
-/// Masking of held-out sets is seeded by this, the batch and the column,
-/// never by the method's seed: every method is evaluated on the same tokens.
-const EVAL_SEED: u64 = 0x5eed_e7a1;
+use crate::gate::TokenCount;
+use crate::importance::Importance;
+use crate::importance::estimate::model_device;
+use crate::mask::SoftMaskedOptimizer;
+use crate::params;
 
 /// What a finished run gives back.
 #[derive(Debug)]
@@ -47,11 +45,12 @@ pub struct Outcome<M> {
 /// [`MethodConfig`], for any model that implements [`ContinualModel`].
 ///
 /// Per domain: accumulate the saved importances (element-wise max of the
-/// normalised ones), train with the objective (plus DAS's contrastive term
-/// and EWC's penalty when on), soft-masking every step; then estimate and
-/// save the domain's importance, evaluate every held-out set, and write a
-/// checkpoint. Before the first domain, the general importance (KL between
-/// two dropout passes) on the first domain's data.
+/// normalised ones), train with the objective plus the terms of the method's
+/// [`Plugin`]s (DAS's contrastive term, EWC's penalty), soft-masking every
+/// step; then estimate and save the domain's importance, let the plugins
+/// close the domain, evaluate every held-out set, and write a checkpoint.
+/// Before the first domain, the general importance (KL between two dropout
+/// passes) on the first domain's data.
 ///
 /// Everything random is drawn from the method's seed, the domain and the step,
 /// so a run resumed from a checkpoint ends exactly as one never interrupted.
@@ -94,136 +93,17 @@ impl<C> ContinualTrainer<C> {
     }
 }
 
-/// The state of a run between steps: what a checkpoint holds.
-struct State {
-    position: Position,
-    importances: Vec<String>,
-    results: ResultMatrix,
-    ewc: Ewc,
-    optimizer: Option<Vec<u8>>,
-}
-
-/// Mixes a seed with a path of indices (SplitMix64 steps): a stream per purpose.
-pub(crate) fn mix(seed: u64, parts: &[u64]) -> u64 {
-    let mut z = seed;
-    for &p in parts {
-        z = z.wrapping_add(p).wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
+/// The plugins a method's configuration asks for, in the order their loss
+/// terms are added: DAS's contrastive term, then EWC's penalty.
+fn method_plugins<M: ContinualModel<B>, B>(config: &MethodConfig) -> Vec<Box<dyn Plugin<M, B>>> {
+    let mut plugins: Vec<Box<dyn Plugin<M, B>>> = Vec::new();
+    if config.contrastive && config.masks() {
+        plugins.push(Box::new(ContrastivePlugin::new(config.temperature)));
     }
-    z
-}
-
-/// Purposes of the random streams.
-const TRAIN: u64 = 1;
-const ORDER: u64 = 2;
-const IMPORTANCE: u64 = 3;
-const FISHER: u64 = 4;
-
-/// The rows of batch `index` of a seeded sequence of epochs over the chunks:
-/// each epoch visits every chunk once, in an order drawn from `seed` and the
-/// epoch, so any batch can be found again from its index alone.
-fn batch_rows(chunks: &[Vec<u32>], batch: usize, index: usize, seed: u64) -> Vec<Vec<u32>> {
-    let n = chunks.len();
-    let order = |epoch: usize| {
-        let mut order: Vec<usize> = (0..n).collect();
-        order.shuffle(&mut StdRng::seed_from_u64(mix(
-            seed,
-            &[ORDER, epoch as u64],
-        )));
-        order
-    };
-    let mut current: Option<(usize, Vec<usize>)> = None;
-    let mut rows = Vec::with_capacity(batch);
-    for p in index * batch..(index + 1) * batch {
-        let epoch = p / n;
-        if current.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            current = Some((epoch, order(epoch)));
-        }
-        if let Some((_, o)) = &current {
-            rows.push(chunks[o[p % n]].clone());
-        }
+    if config.ewc_lambda > 0.0 {
+        plugins.push(Box::new(EwcPlugin::new(config.ewc_lambda)));
     }
-    rows
-}
-
-/// Parameter ids of a module, in visiting order.
-fn param_ids<M: Module>(model: &M) -> Vec<ParamId> {
-    struct Ids(Vec<ParamId>);
-    impl ModuleVisitor for Ids {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0.push(param.id);
-        }
-    }
-    let mut ids = Ids(Vec::new());
-    model.visit(&mut ids);
-    ids.0
-}
-
-/// Parameter shapes of a module, in visiting order.
-fn param_shapes<M: Module>(model: &M) -> Vec<Vec<usize>> {
-    struct Shapes(Vec<Vec<usize>>);
-    impl ModuleVisitor for Shapes {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0.push(param.shape().dims::<D>().to_vec());
-        }
-    }
-    let mut s = Shapes(Vec::new());
-    model.visit(&mut s);
-    s.0
-}
-
-/// `model` with the parameter ids `ids` (same structure), so optimizer state
-/// and masks keyed by id apply to it.
-fn with_ids<M: Module>(model: M, ids: &[ParamId]) -> M {
-    struct Give<'a> {
-        ids: &'a [ParamId],
-        next: usize,
-    }
-    impl ModuleMapper for Give<'_> {
-        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            let id = self.ids.get(self.next).copied().unwrap_or(param.id);
-            self.next += 1;
-            let (_, tensor, _) = param.consume();
-            Param::initialized(id, tensor)
-        }
-    }
-    model.map(&mut Give { ids, next: 0 })
-}
-
-/// The importance a method applies: the chosen gates of the accumulated
-/// importance, through the control, times the strength.
-pub fn applied_importance(config: &MethodConfig, accumulated: &Importance) -> Result<Importance> {
-    let layout = accumulated.layout();
-    let mut values: Vec<Vec<f32>> = Vec::with_capacity(layout.len());
-    let controlled = match config.control {
-        Control::None => accumulated.clone(),
-        Control::Permuted => accumulated.permuted(mix(config.seed, &[0xc0])),
-        Control::Uniform => accumulated.row_means(),
-    };
-    for g in controlled.gates() {
-        let chosen = config
-            .masked_gates
-            .as_ref()
-            .is_none_or(|names| names.contains(&g.name));
-        let s = if chosen { config.strength as f32 } else { 0.0 };
-        values.push(g.values.iter().map(|v| v * s).collect());
-    }
-    Importance::new(&layout, values)
-}
-
-/// The gates of an importance, as tensors on `device`: DAS's forward view.
-fn gates_of(importance: &Importance, device: &Device) -> Result<Gates> {
-    let layout = importance.layout();
-    let tensors = importance
-        .gates()
-        .iter()
-        .map(|g: &GateImportance| {
-            Tensor::<2>::from_data(TensorData::new(g.values.clone(), [g.rows, g.units]), device)
-        })
-        .collect();
-    Gates::from_tensors(tensors, &layout)
+    plugins
 }
 
 impl<C> ContinualTrainer<C> {
@@ -235,8 +115,76 @@ impl<C> ContinualTrainer<C> {
         f(log);
     }
 
-    fn importance_dir(&self) -> PathBuf {
-        self.out.join("importance")
+    /// Tells every observer (not the log) how far a pass has come.
+    fn progress(observers: &mut [Box<dyn Observer>], what: &str, done: usize, total: usize) {
+        for o in observers.iter_mut() {
+            o.on_pass(what, done, total);
+        }
+    }
+
+    /// The held-out losses of every column ([`evaluate`]), with progress.
+    fn held_out<M, B>(
+        &mut self,
+        model: &M,
+        domains: &[TokenizedDomain],
+        general: Option<&[Vec<u32>]>,
+        device: &burn::tensor::Device,
+    ) -> Result<Vec<f32>>
+    where
+        M: ContinualModel<B>,
+        C: Collate<B>,
+    {
+        evaluate(
+            &self.collate,
+            self.config.batch_size,
+            model,
+            domains,
+            general,
+            device,
+            &mut |d, n| Self::progress(&mut self.observers, "evaluation", d, n),
+        )
+    }
+
+    /// Estimates and saves the general importance (`domain` `None`, on
+    /// `on`'s data) or the importance of domain `domain` (`on`); returns the
+    /// saved file's name.
+    fn importance<M, B>(
+        &mut self,
+        log: &mut JsonlLog,
+        model: &M,
+        on: &TokenizedDomain,
+        device: &burn::tensor::Device,
+        domain: Option<usize>,
+    ) -> Result<String>
+    where
+        M: ContinualModel<B>,
+        B: TokenCount,
+        C: Collate<B>,
+    {
+        let (what, label, name) = match domain {
+            None => (
+                "general importance",
+                "general",
+                "general.safetensors".into(),
+            ),
+            Some(_) => (
+                "domain importance",
+                on.name.as_str(),
+                format!("domain-{}.safetensors", on.name),
+            ),
+        };
+        let imp = estimate(
+            &self.config,
+            &self.collate,
+            model,
+            &on.train,
+            device,
+            domain,
+            &mut |d, n| Self::progress(&mut self.observers, what, d, n),
+        )?;
+        imp.save(checkpoint::importance_dir(&self.out).join(&name))?;
+        self.notify(log, |o| o.on_importance(label, &imp));
+        Ok(name)
     }
 
     /// Runs (or, with `resume`, continues) the sequence.
@@ -248,17 +196,37 @@ impl<C> ContinualTrainer<C> {
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] for no domain, duplicate domain names, a
-    /// domain shorter than one batch, or an output folder that holds another
-    /// run (or a run to resume without `resume`); [`Error::LayoutMismatch`] or
-    /// [`Error::InvalidConfig`] for a checkpoint of another model, config or
-    /// data; [`Error::NonFinite`] when the training loss turns NaN (the last
-    /// good checkpoint is kept); and the errors of the model and the files.
+    /// domain shorter than one batch, masked gates the model lacks, or an
+    /// output folder that holds another run (or a run to resume without
+    /// `resume`); [`Error::LayoutMismatch`] or [`Error::InvalidConfig`] for a
+    /// checkpoint of another model, config or data, [`Error::Checkpoint`] for
+    /// one whose parts do not belong to the run; [`Error::NonFinite`] when the
+    /// training loss turns NaN (the last good checkpoint is kept); and the
+    /// errors of the model and the files.
     pub fn run<M, B>(
         &mut self,
         model: M,
         domains: &[TokenizedDomain],
         general: Option<&[Vec<u32>]>,
         resume: bool,
+    ) -> Result<Outcome<M>>
+    where
+        M: ContinualModel<B>,
+        B: TokenCount,
+        C: Collate<B>,
+    {
+        self.run_with_plugins(model, domains, general, resume, Vec::new())
+    }
+
+    /// [`run`](Self::run) with `plugins` after the method's own: a new
+    /// method's additions to the loop (see [`Plugin`]).
+    pub fn run_with_plugins<M, B>(
+        &mut self,
+        model: M,
+        domains: &[TokenizedDomain],
+        general: Option<&[Vec<u32>]>,
+        resume: bool,
+        extra: Vec<Box<dyn Plugin<M, B>>>,
     ) -> Result<Outcome<M>>
     where
         M: ContinualModel<B>,
@@ -274,6 +242,8 @@ impl<C> ContinualTrainer<C> {
                     .into(),
             ));
         }
+        let mut plugins = method_plugins::<M, B>(&self.config);
+        plugins.extend(extra);
         let identity = RunIdentity {
             config: self.config.clone(),
             domains: domains
@@ -288,31 +258,52 @@ impl<C> ContinualTrainer<C> {
                 .collect(),
             general: general.map(checkpoint::fingerprint),
             layout: model.gate_layout(),
-            shapes: param_shapes(&model),
+            shapes: params::shapes(&model),
         };
         let names: Vec<String> = domains.iter().map(|d| d.name.clone()).collect();
-        let prepared = self.prepare(&identity, resume)?;
+        let importance_dir = checkpoint::importance_dir(&self.out);
+        let prepared = checkpoint::prepare(&self.out, &identity, resume)?;
+        let restored = match prepared {
+            Some(found) => {
+                let at = found.1.clone();
+                let (m, state) = checkpoint::restore(
+                    &self.config,
+                    &self.out,
+                    &names,
+                    model,
+                    found,
+                    &device,
+                    &mut plugins,
+                )?;
+                (m, Some((state, at)))
+            }
+            None => (model, None),
+        };
         let mut log = JsonlLog::open(self.out.join("log.jsonl"))?;
-        let (mut model, mut state) = match prepared {
-            Some((manifest, dir)) => self.restore(model, manifest, &dir, &device, domains)?,
-            None => {
-                std::fs::create_dir_all(self.importance_dir()).map_err(|source| Error::Io {
-                    path: self.importance_dir(),
+        let (mut model, mut state) = match restored {
+            (m, Some((state, at))) => {
+                let Position { domain, step } = state.position;
+                let name = names.get(domain).map_or("(done)", String::as_str);
+                self.notify(&mut log, |o| o.on_resume(&at, name, domain, step));
+                (m, state)
+            }
+            (model, None) => {
+                std::fs::create_dir_all(&importance_dir).map_err(|source| Error::Io {
+                    path: importance_dir.clone(),
                     source,
                 })?;
-                let base = self.evaluate(&model, domains, general, &device)?;
+                let base = self.held_out(&model, domains, general, &device)?;
                 self.notify(&mut log, |o| {
-                    o.on_eval("base", &columns(general, &names), &base)
+                    o.on_eval("base", &columns(general.is_some(), &names), &base)
                 });
                 let results =
                     ResultMatrix::new(&self.config.name, general.is_some(), &names, base)?;
                 (
                     model,
-                    State {
+                    RunState {
                         position: Position { domain: 0, step: 0 },
                         importances: Vec::new(),
                         results,
-                        ewc: Ewc::new(),
                         optimizer: None,
                     },
                 )
@@ -332,20 +323,22 @@ impl<C> ContinualTrainer<C> {
                 && self.config.general_importance
                 && state.importances.is_empty()
             {
-                let imp = self.estimate(&model, &domain.train, &device, None)?;
-                let name = "general.safetensors".to_string();
-                imp.save(self.importance_dir().join(&name))?;
-                self.notify(&mut log, |o| o.on_importance("general", &imp));
+                let name = self.importance(&mut log, &model, domain, &device, None)?;
                 state.importances.push(name);
             }
-            let accumulated = self.accumulated(&state.importances)?;
-            let applied = match &accumulated {
-                Some(acc) if self.config.masks() => applied_importance(&self.config, acc)?,
-                _ => Importance::zeros(&model.gate_layout())?,
+            let so_far = accumulated(&importance_dir, &state.importances)?;
+            let applied = in_force(&self.config, so_far.as_ref())?;
+            let zeros;
+            let mask = match &applied {
+                Some(a) => a,
+                None => {
+                    zeros = Importance::zeros(&model.gate_layout())?;
+                    &zeros
+                }
             };
             let mut optim = SoftMaskedOptimizer::new(
                 self.config.optimizer.init()?,
-                &applied,
+                mask,
                 &model,
                 self.config.mask_mode,
             )?
@@ -353,12 +346,14 @@ impl<C> ContinualTrainer<C> {
             if let Some(bytes) = state.optimizer.take() {
                 optim.load_state(&bytes)?;
             }
-            // DAS's third view: the importance in force as forward gates.
-            // Without any importance yet there is no such view, and no term.
-            let view = match (&accumulated, self.config.contrastive) {
-                (Some(_), true) if self.config.masks() => Some(gates_of(&applied, &device)?),
-                _ => None,
+            let begins = DomainStart {
+                index: t,
+                applied: applied.as_ref(),
+                device: &device,
             };
+            for p in plugins.iter_mut() {
+                p.before_domain(&begins)?;
+            }
 
             for step in start..self.config.steps_per_domain {
                 let began = Instant::now();
@@ -372,16 +367,10 @@ impl<C> ContinualTrainer<C> {
                 device.seed(seed);
                 let batch = self.collate.collate(&rows, seed, &device)?;
                 let mut loss = model.loss(&batch, None)?;
-                if let Some(view) = &view {
-                    let z1 = model.pooled(&batch, None)?;
-                    let z2 = model.pooled(&batch, None)?;
-                    let z3 = model.pooled(&batch, Some(view))?;
-                    loss = loss + contrastive_loss(z1, z2, z3, self.config.temperature)?;
-                }
-                if self.config.ewc_lambda > 0.0
-                    && let Some(p) = state.ewc.penalty(&model, self.config.ewc_lambda)
-                {
-                    loss = loss + p;
+                for p in plugins.iter_mut() {
+                    if let Some(term) = p.loss_term(&model, &batch)? {
+                        loss = loss + term;
+                    }
                 }
                 let value = loss.clone().into_scalar::<f32>();
                 if !value.is_finite() {
@@ -420,36 +409,41 @@ impl<C> ContinualTrainer<C> {
                         domain: t,
                         step: step + 1,
                     };
-                    state.optimizer = Some(
+                    let bytes =
                         optim
                             .optimizer()
                             .into_bytes()
-                            .map_err(|e| Error::InvalidConfig(format!("optimizer state: {e:?}")))?
-                            .to_vec(),
-                    );
-                    let path = self.save_checkpoint(&model, &identity, &mut state)?;
+                            .map_err(|e| Error::Serialization {
+                                what: "the optimizer state".into(),
+                                reason: format!("{e:?}"),
+                            })?;
+                    state.optimizer = Some(bytes.to_vec());
+                    let path = checkpoint::save(&self.out, &model, &identity, &state, &plugins)?;
                     self.notify(&mut log, |o| o.on_checkpoint(&path));
                 }
             }
 
             if self.config.domain_importance {
-                let imp = self.estimate(&model, &domain.train, &device, Some(t))?;
-                let name = format!("domain-{}.safetensors", domain.name);
-                imp.save(self.importance_dir().join(&name))?;
-                self.notify(&mut log, |o| o.on_importance(&domain.name, &imp));
+                let name = self.importance(&mut log, &model, domain, &device, Some(t))?;
                 state.importances.retain(|n| n != &name);
                 state.importances.push(name);
             }
-            if self.config.ewc_lambda > 0.0 {
-                let fisher = self.fisher(&model, &domain.train, &device, t)?;
-                state.ewc.anchor(&model, fisher)?;
+            let ends = DomainEnd {
+                index: t,
+                domain,
+                config: &self.config,
+                device: &device,
+                collate: &self.collate,
+            };
+            for p in plugins.iter_mut() {
+                p.after_domain(&model, &ends)?;
             }
-            let row = self.evaluate(&model, domains, general, &device)?;
+            let row = self.held_out(&model, domains, general, &device)?;
             self.notify(&mut log, |o| {
-                o.on_eval(&domain.name, &columns(general, &names), &row)
+                o.on_eval(&domain.name, &columns(general.is_some(), &names), &row)
             });
             state.results.push(row)?;
-            if let Some(acc) = self.accumulated(&state.importances)? {
+            if let Some(acc) = accumulated(&importance_dir, &state.importances)? {
                 plot::write_importance(
                     &acc,
                     &self
@@ -463,12 +457,12 @@ impl<C> ContinualTrainer<C> {
                 step: 0,
             };
             state.optimizer = None;
-            let path = self.save_checkpoint(&model, &identity, &mut state)?;
+            let path = checkpoint::save(&self.out, &model, &identity, &state, &plugins)?;
             self.notify(&mut log, |o| o.on_checkpoint(&path));
         }
 
-        self.write_results(&state.results)?;
-        let importance = self.accumulated(&state.importances)?;
+        eval::write_results(&self.out, &state.results)?;
+        let importance = accumulated(&importance_dir, &state.importances)?;
         Ok(Outcome {
             model,
             results: state.results,
@@ -521,433 +515,5 @@ impl<C> ContinualTrainer<C> {
             ));
         }
         Ok(())
-    }
-
-    /// Checks the output folder: a fresh run needs it empty of runs; resume
-    /// needs a checkpoint of the same identity (or none, then starts afresh).
-    fn prepare(&self, identity: &RunIdentity, resume: bool) -> Result<Option<(Manifest, PathBuf)>> {
-        let latest = checkpoint::latest(&self.out)?;
-        if resume {
-            checkpoint::clear_partial(&self.out);
-        }
-        match (latest, resume) {
-            (Some((manifest, dir)), true) => {
-                if manifest.identity != *identity {
-                    return Err(describe_mismatch(&manifest.identity, identity, &dir));
-                }
-                Ok(Some((manifest, dir)))
-            }
-            (Some((_, dir)), false) => Err(Error::InvalidConfig(format!(
-                "the output folder {} already holds a run (checkpoint {}): resume it, or \
-                 choose another folder",
-                self.out.display(),
-                dir.display()
-            ))),
-            (None, _) => {
-                if self.out.join("results.json").exists() {
-                    return Err(Error::InvalidConfig(format!(
-                        "the output folder {} holds the results of another run",
-                        self.out.display()
-                    )));
-                }
-                std::fs::create_dir_all(&self.out).map_err(|source| Error::Io {
-                    path: self.out.clone(),
-                    source,
-                })?;
-                Ok(None)
-            }
-        }
-    }
-
-    fn restore<M, B>(
-        &self,
-        model: M,
-        manifest: Manifest,
-        dir: &Path,
-        device: &Device,
-        domains: &[TokenizedDomain],
-    ) -> Result<(M, State)>
-    where
-        M: ContinualModel<B>,
-    {
-        self.check_position(&manifest, dir, domains)?;
-        // The checkpoint's parameter ids, so that its optimizer state and EWC
-        // anchors (keyed by id) apply to the loaded model.
-        let ids: Vec<ParamId> = manifest
-            .param_ids
-            .iter()
-            .map(|&i| ParamId::from(i))
-            .collect();
-        if ids.len() != manifest.identity.shapes.len() {
-            return Err(Error::CorruptFile {
-                path: dir.join("manifest.json"),
-                reason: "parameter ids and shapes disagree".into(),
-            });
-        }
-        let loaded = with_ids(model.load_weights(dir)?, &ids);
-        if param_shapes(&loaded) != manifest.identity.shapes {
-            return Err(Error::LayoutMismatch(format!(
-                "the weights in {} do not have the model's shapes",
-                dir.display()
-            )));
-        }
-        self.check_importances(&manifest, dir, domains, &loaded.gate_layout())?;
-        let optimizer = if manifest.optimizer {
-            let bytes = io::read(&dir.join("optimizer.bin"))?;
-            // Checked here, against the loaded model and the run's optimizer,
-            // before anything of the run changes.
-            load_checked(
-                &self.config.optimizer.init()?,
-                &bytes,
-                &ParamTable::of(&loaded),
-            )
-            .map_err(|e| Error::Checkpoint {
-                path: dir.to_path_buf(),
-                reason: format!("its optimizer.bin: {e}"),
-            })?;
-            Some(bytes)
-        } else {
-            None
-        };
-        let ewc = if manifest.ewc {
-            let file = io::TensorFile::load(&dir.join("ewc.safetensors"))?;
-            Ewc::from_host(file.tensors, &device.clone().inner())?
-        } else {
-            Ewc::new()
-        };
-        Ok((
-            loaded,
-            State {
-                position: manifest.position,
-                importances: manifest.importances,
-                results: manifest.results,
-                ewc,
-                optimizer,
-            },
-        ))
-    }
-
-    /// Refuses a checkpoint whose position the run never reaches or never
-    /// checkpoints at, or whose optional parts disagree with its position.
-    fn check_position(
-        &self,
-        manifest: &Manifest,
-        dir: &Path,
-        domains: &[TokenizedDomain],
-    ) -> Result<()> {
-        let c = &self.config;
-        let Position { domain, step } = manifest.position;
-        let refuse = |reason: String| {
-            Err(Error::Checkpoint {
-                path: dir.to_path_buf(),
-                reason,
-            })
-        };
-        let n = domains.len();
-        let steps = c.steps_per_domain;
-        if domain > n || (domain == n && step > 0) || step >= steps {
-            return refuse(format!(
-                "its position (domain {domain}, step {step}) is outside the run of {n} \
-                 domain(s) of {steps} steps"
-            ));
-        }
-        if step > 0 && (c.checkpoint_every == 0 || !step.is_multiple_of(c.checkpoint_every)) {
-            return refuse(format!(
-                "its position (domain {domain}, step {step}) is not one this run checkpoints at \
-                 (every {} steps, and at the end of each domain)",
-                c.checkpoint_every
-            ));
-        }
-        if manifest.optimizer != (step > 0) {
-            return refuse(format!(
-                "at step {step} of a domain it {} an optimizer state; the run saves one \
-                 exactly in mid-domain checkpoints",
-                if manifest.optimizer { "holds" } else { "lacks" }
-            ));
-        }
-        let ewc = c.ewc_lambda > 0.0 && domain > 0;
-        if manifest.ewc != ewc {
-            return refuse(format!(
-                "it {} EWC anchors, which this run {} after {domain} finished domain(s)",
-                if manifest.ewc { "holds" } else { "lacks" },
-                if ewc { "has" } else { "does not have" }
-            ));
-        }
-        Ok(())
-    }
-
-    /// Refuses a checkpoint whose importance files are not the ones this run
-    /// has estimated by its position, or are not of the model's gates.
-    fn check_importances(
-        &self,
-        manifest: &Manifest,
-        dir: &Path,
-        domains: &[TokenizedDomain],
-        layout: &crate::importance::gates::GateLayout,
-    ) -> Result<()> {
-        let c = &self.config;
-        let Position { domain, step } = manifest.position;
-        let mut expected = Vec::new();
-        if c.general_importance && (domain > 0 || step > 0) {
-            expected.push("general.safetensors".to_string());
-        }
-        if c.domain_importance {
-            for d in &domains[..domain.min(domains.len())] {
-                expected.push(format!("domain-{}.safetensors", d.name));
-            }
-        }
-        let refuse = |reason: String| Error::Checkpoint {
-            path: dir.to_path_buf(),
-            reason,
-        };
-        if manifest.importances != expected {
-            return Err(refuse(format!(
-                "it lists the importance files {:?}; at domain {domain}, step {step} this run \
-                 has estimated {expected:?}",
-                manifest.importances
-            )));
-        }
-        for name in &expected {
-            Importance::load(self.importance_dir().join(name))
-                .and_then(|imp| imp.check_layout(layout))
-                .map_err(|e| refuse(format!("its importance {name}: {e}")))?;
-        }
-        Ok(())
-    }
-
-    fn save_checkpoint<M, B>(
-        &self,
-        model: &M,
-        identity: &RunIdentity,
-        state: &mut State,
-    ) -> Result<PathBuf>
-    where
-        M: ContinualModel<B>,
-    {
-        let partial = checkpoint::begin(&self.out)?;
-        model.save_weights(&partial)?;
-        if let Some(bytes) = &state.optimizer {
-            io::write_atomic(&partial.join("optimizer.bin"), bytes)?;
-        }
-        let ewc = state.ewc.anchors() > 0;
-        if ewc {
-            io::TensorFile::from(state.ewc.to_host()?).save(&partial.join("ewc.safetensors"))?;
-        }
-        let manifest = Manifest {
-            format: FORMAT.into(),
-            identity: identity.clone(),
-            position: state.position,
-            importances: state.importances.clone(),
-            results: state.results.clone(),
-            optimizer: state.optimizer.is_some(),
-            ewc,
-            param_ids: param_ids(model).iter().map(ParamId::val).collect(),
-        };
-        checkpoint::commit(&self.out, &partial, &manifest)
-    }
-
-    /// The element-wise max of the saved (normalised) importances.
-    fn accumulated(&self, names: &[String]) -> Result<Option<Importance>> {
-        if names.is_empty() {
-            return Ok(None);
-        }
-        let all = names
-            .iter()
-            .map(|n| Importance::load(self.importance_dir().join(n)))
-            .collect::<Result<Vec<_>>>()?;
-        Importance::max(&all).map(Some)
-    }
-
-    /// Normalised importance over `importance_batches` batches of `chunks`:
-    /// KL between two dropout passes (the general importance, `domain` `None`)
-    /// or the objective as proxy (after training domain `domain`).
-    fn estimate<M, B>(
-        &self,
-        model: &M,
-        chunks: &[Vec<u32>],
-        device: &Device,
-        domain: Option<usize>,
-    ) -> Result<Importance>
-    where
-        M: ContinualModel<B>,
-        B: TokenCount,
-        C: Collate<B>,
-    {
-        let c = &self.config;
-        let mut est = ImportanceEstimator::new(model.gate_layout(), c.accumulation, c.sign)?;
-        let purpose = domain.map_or(0, |t| t as u64 + 1);
-        for b in 0..c.importance_batches {
-            let seed = mix(c.seed, &[IMPORTANCE, purpose, b as u64]);
-            let rows = batch_rows(
-                chunks,
-                c.importance_batch(),
-                b,
-                mix(c.seed, &[IMPORTANCE, purpose]),
-            );
-            device.seed(seed);
-            let batch = self.collate.collate(&rows, seed, device)?;
-            if domain.is_none() {
-                est.step(model, &batch, &KlToDropoutCopy)?;
-            } else {
-                let proxy = |m: &M, g: &Gates, b: &B| m.loss(b, Some(g));
-                est.step(model, &batch, &proxy)?;
-            }
-        }
-        est.finish(c.normalization)
-    }
-
-    fn fisher<M, B>(
-        &self,
-        model: &M,
-        chunks: &[Vec<u32>],
-        device: &Device,
-        t: usize,
-    ) -> Result<FisherAccumulator>
-    where
-        M: ContinualModel<B>,
-        C: Collate<B>,
-    {
-        let c = &self.config;
-        let mut acc = FisherAccumulator::default();
-        for b in 0..c.importance_batches {
-            let seed = mix(c.seed, &[FISHER, t as u64, b as u64]);
-            let rows = batch_rows(
-                chunks,
-                c.importance_batch(),
-                b,
-                mix(c.seed, &[FISHER, t as u64]),
-            );
-            device.seed(seed);
-            let batch = self.collate.collate(&rows, seed, device)?;
-            let loss = model.loss(&batch, None)?;
-            let grads = GradientsParams::from_grads(loss.backward(), model);
-            acc.add(model, &grads);
-        }
-        Ok(acc)
-    }
-
-    /// Held-out loss on every column (general first, then every domain), on
-    /// the inference copy of the model (no dropout), with a fixed masking.
-    fn evaluate<M, B>(
-        &self,
-        model: &M,
-        domains: &[TokenizedDomain],
-        general: Option<&[Vec<u32>]>,
-        device: &Device,
-    ) -> Result<Vec<f32>>
-    where
-        M: ContinualModel<B>,
-        C: Collate<B>,
-    {
-        let inner = device.clone().inner();
-        let valid = model.valid();
-        let sets: Vec<&[Vec<u32>]> = general
-            .into_iter()
-            .chain(domains.iter().map(|d| d.held_out.as_slice()))
-            .collect();
-        let mut out = Vec::with_capacity(sets.len());
-        for (col, rows) in sets.iter().enumerate() {
-            let (mut sum, mut weight) = (0f64, 0usize);
-            for (b, chunk) in rows.chunks(self.config.batch_size).enumerate() {
-                let seed = mix(EVAL_SEED, &[col as u64, b as u64]);
-                let batch = self.collate.collate(chunk, seed, &inner)?;
-                let loss = valid.loss(&batch, None)?.into_scalar::<f32>();
-                sum += f64::from(loss) * chunk.len() as f64;
-                weight += chunk.len();
-            }
-            out.push((sum / weight.max(1) as f64) as f32);
-        }
-        Ok(out)
-    }
-
-    fn write_results(&self, results: &ResultMatrix) -> Result<()> {
-        let json = serde_json::to_vec_pretty(&serde_json::json!({
-            "matrix": results,
-            "summary": results.summary(),
-        }))
-        .map_err(|e| Error::InvalidConfig(format!("results cannot be written: {e}")))?;
-        io::write_atomic(&self.out.join("results.json"), &json)?;
-        io::write_atomic(&self.out.join("results.csv"), results.to_csv().as_bytes())?;
-        io::write_atomic(&self.out.join("results.md"), results.to_table().as_bytes())?;
-        plot::write_matrix(results, &self.out.join("results.svg"))
-    }
-}
-
-fn columns(general: Option<&[Vec<u32>]>, names: &[String]) -> Vec<String> {
-    general
-        .map(|_| "general".to_string())
-        .into_iter()
-        .chain(names.iter().cloned())
-        .collect()
-}
-
-/// Refuses a method that masks a gate the model does not have.
-fn check_gates(config: &MethodConfig, layout: &crate::importance::gates::GateLayout) -> Result<()> {
-    let gates: Vec<&str> = layout.specs().iter().map(|s| s.name.as_str()).collect();
-    for name in config.masked_gates.iter().flatten() {
-        if !gates.contains(&name.as_str()) {
-            return Err(Error::InvalidConfig(format!(
-                "method {:?}: masked_gates names the gate {name:?}, which the model does not \
-                 have; its gates are {gates:?}",
-                config.name
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// A typed error naming what differs between a checkpoint and this run.
-fn describe_mismatch(saved: &RunIdentity, now: &RunIdentity, dir: &Path) -> Error {
-    let at = dir.display();
-    if saved.layout != now.layout || saved.shapes != now.shapes {
-        return Error::LayoutMismatch(format!(
-            "checkpoint {at} is of another model (gates {} vs {})",
-            saved.layout, now.layout
-        ));
-    }
-    if saved.config != now.config {
-        return Error::InvalidConfig(format!(
-            "checkpoint {at} was written with another method configuration ({:?}); \
-             resume with the same options",
-            saved.config.name
-        ));
-    }
-    Error::InvalidConfig(format!(
-        "checkpoint {at} was written for other domains or data ({:?})",
-        saved.domains.iter().map(|(n, _)| n).collect::<Vec<_>>()
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn batches_visit_every_chunk_once_per_epoch_and_depend_on_the_seed() {
-        let chunks: Vec<Vec<u32>> = (0..5).map(|i| vec![i]).collect();
-        // Batches of 2 over 5 chunks: batches 0..5 span two epochs.
-        let seen: Vec<u32> = (0..5)
-            .flat_map(|b| batch_rows(&chunks, 2, b, 9))
-            .map(|r| r[0])
-            .collect();
-        for epoch in seen.chunks(5) {
-            let mut e = epoch.to_vec();
-            e.sort();
-            assert_eq!(e, [0, 1, 2, 3, 4]);
-        }
-        assert_eq!(batch_rows(&chunks, 2, 3, 9), batch_rows(&chunks, 2, 3, 9));
-        let other: Vec<u32> = (0..5)
-            .flat_map(|b| batch_rows(&chunks, 2, b, 10))
-            .map(|r| r[0])
-            .collect();
-        assert_ne!(seen, other);
-    }
-
-    #[test]
-    fn mix_separates_streams() {
-        assert_ne!(mix(1, &[TRAIN, 0, 0]), mix(1, &[TRAIN, 0, 1]));
-        assert_ne!(mix(1, &[TRAIN, 0, 1]), mix(1, &[TRAIN, 1, 0]));
-        assert_ne!(mix(1, &[TRAIN]), mix(2, &[TRAIN]));
-        assert_eq!(mix(7, &[ORDER, 3]), mix(7, &[ORDER, 3]));
     }
 }

@@ -235,6 +235,12 @@ impl Iterator for Batches<'_> {
     }
 }
 
+impl crate::gate::TokenCount for TokenBatch {
+    fn token_count(&self) -> usize {
+        self.real_tokens
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

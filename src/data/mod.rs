@@ -4,8 +4,11 @@
 //! 2. [`group`]: ids to fixed-length chunks, a burn `Dataset`.
 //! 3. [`batch`]: chunks to `[batch, seq]` tensors in a seeded order.
 //! 4. [`mlm`]: masked-language-model inputs and labels.
+//! 5. [`sampling`]: seeded streams and the index-addressable batch order of
+//!    the continual loop.
 
 pub mod batch;
 pub mod group;
 pub mod mlm;
+pub mod sampling;
 pub mod tokenize;

@@ -3,13 +3,11 @@
 use burn::module::Module;
 use burn::tensor::Device;
 
-use crate::data::batch::TokenBatch;
 use crate::error::{Error, Result};
-use crate::importance::gates::{GateLayout, Gates};
+use crate::gate::{GateLayout, Gates, SoftMaskable, TokenCount};
 use crate::importance::proxy::{ImportanceProxy, frozen};
 use crate::importance::{Importance, Normalization};
 use crate::io::to_host;
-use crate::mask::SoftMaskable;
 
 /// How per-batch gate gradients are summed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -32,18 +30,6 @@ pub enum GradientSign {
     /// The absolute value of each batch's gate gradient (the paper takes it per
     /// example; with batch size 1 the two agree).
     Absolute,
-}
-
-/// Batches that know how many tokens they hold: the `N` importance is divided by.
-pub trait TokenCount {
-    /// Tokens in the batch (non-padding).
-    fn token_count(&self) -> usize;
-}
-
-impl TokenCount for TokenBatch {
-    fn token_count(&self) -> usize {
-        self.real_tokens
-    }
 }
 
 /// Accumulates gate gradients of a proxy loss over batches into [`Importance`].

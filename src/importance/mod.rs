@@ -7,7 +7,6 @@
 //!    normalised, saved, loaded and maxed across domains.
 
 pub mod estimate;
-pub mod gates;
 pub mod proxy;
 
 use std::collections::HashMap;
@@ -18,7 +17,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use crate::error::{Error, Result};
-use crate::importance::gates::{GateLayout, GateSpec};
+use crate::gate::{GateLayout, GateSpec};
 use crate::io::{HostTensor, TensorFile};
 
 /// How raw importance is turned into `[0, 1)` per row of a gate.

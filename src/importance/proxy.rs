@@ -4,8 +4,9 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 
 use crate::error::{Error, Result};
-use crate::importance::gates::Gates;
-use crate::model::Represent;
+use crate::gate::Gates;
+use crate::gate::Represent;
+use crate::model::{BertBatch, SoftMaskBert};
 
 /// A scalar loss of a model under gates, for one batch: its gradient with
 /// respect to the gates is the raw importance.
@@ -127,4 +128,14 @@ pub fn frozen<M: Module>(model: &M) -> M {
     }
     model.visit(&mut Touch);
     model.clone().no_grad()
+}
+
+/// The MLM loss as an importance proxy (ContinualLM's proxy after a domain).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MlmLoss;
+
+impl ImportanceProxy<SoftMaskBert, BertBatch> for MlmLoss {
+    fn loss(&self, model: &SoftMaskBert, gates: &Gates, batch: &BertBatch) -> Result<Tensor<1>> {
+        model.mlm_loss(batch, Some(gates))
+    }
 }

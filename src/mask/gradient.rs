@@ -6,8 +6,8 @@ use burn::tensor::Tensor;
 
 use super::MaskPlan;
 use crate::error::Result;
+use crate::gate::SoftMaskable;
 use crate::importance::Importance;
-use crate::mask::SoftMaskable;
 
 /// Multiplies, between `backward` and `optimizer.step`, the gradient of every
 /// parameter a gate governs by `1 - importance` of the unit it feeds.

@@ -23,8 +23,8 @@ mod update;
 pub use gradient::GradientSoftMasker;
 pub use movement::unit_movement;
 pub use optimizer::{MaskMode, SoftMaskedOptimizer};
+pub(crate) use state::load_checked;
 pub use state::load_optimizer_state;
-pub(crate) use state::{ParamTable, load_checked};
 pub use update::{Snapshot, UpdateSoftMasker};
 
 use std::collections::HashMap;
@@ -33,121 +33,8 @@ use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::{Error, Result};
+use crate::gate::{GateLayout, SoftMaskable};
 use crate::importance::Importance;
-use crate::importance::gates::GateLayout;
-
-/// A model whose units carry gates: the one trait a model implements to use
-/// importance estimation and soft-masking.
-///
-/// # Example
-///
-/// A model with one gated dense layer of 3 units:
-///
-/// ```
-/// use burn::module::Module;
-/// use burn::nn::{Linear, LinearConfig};
-/// use softmask::{GateLayout, GateSpec, Governed, SoftMaskable};
-///
-/// #[derive(Module, Debug)]
-/// struct Tiny {
-///     fc: Linear,
-/// }
-///
-/// impl SoftMaskable for Tiny {
-///     fn gate_layout(&self) -> GateLayout {
-///         GateLayout::new(vec![GateSpec::new("fc", 1, 3)])
-///     }
-///     fn governed(&self) -> Vec<Governed> {
-///         // burn's Linear weight is [in, out]: units index axis 1.
-///         let mut g = vec![Governed::neurons(0, 0, self.fc.weight.id, 1)];
-///         if let Some(b) = &self.fc.bias {
-///             g.push(Governed::neurons(0, 0, b.id, 0));
-///         }
-///         g
-///     }
-/// }
-///
-/// let tiny = Tiny { fc: LinearConfig::new(2, 3).init(&Default::default()) };
-/// assert_eq!(tiny.governed().len(), 2);
-/// ```
-pub trait SoftMaskable {
-    /// The gates, in a fixed order, e.g. `fc1: [1, 30]`, `fc2: [1, 10]`, or a
-    /// transformer's `heads: [layers, heads]`.
-    fn gate_layout(&self) -> GateLayout;
-
-    /// For each gate row, the parameters its units feed and along which axis.
-    fn governed(&self) -> Vec<Governed>;
-}
-
-/// One parameter governed by one row of one gate.
-///
-/// Unit `u` of the row owns the `span` consecutive entries
-/// `u * span .. (u + 1) * span` of the parameter's `axis`, so
-/// `shape[axis] == units * span`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Governed {
-    /// Index of the gate in the model's [`GateLayout`].
-    pub gate: usize,
-    /// Row of that gate (the layer, for stacked gates).
-    pub row: usize,
-    /// The parameter.
-    pub param: ParamId,
-    /// The parameter axis that indexes units.
-    pub axis: usize,
-    /// Consecutive entries per unit: 1 for a neuron, `head_dim` for a head.
-    pub span: usize,
-}
-
-impl Governed {
-    /// A parameter whose `axis` has one entry per unit (a neuron).
-    pub fn neurons(gate: usize, row: usize, param: ParamId, axis: usize) -> Governed {
-        Governed {
-            gate,
-            row,
-            param,
-            axis,
-            span: 1,
-        }
-    }
-
-    /// A parameter whose `axis` has `span` consecutive entries per unit (an
-    /// attention head's `head_dim` block).
-    pub fn blocks(gate: usize, row: usize, param: ParamId, axis: usize, span: usize) -> Governed {
-        Governed {
-            gate,
-            row,
-            param,
-            axis,
-            span,
-        }
-    }
-}
-
-/// The parameters of `model` that `keep` selects, flattened, on the gradient
-/// (non-autodiff) device. No copy: tensors are shared until one is written.
-pub(crate) fn flat_params<M: Module>(
-    model: &M,
-    keep: impl Fn(&ParamId) -> bool,
-) -> HashMap<ParamId, Tensor<1>> {
-    struct Take<F> {
-        keep: F,
-        out: HashMap<ParamId, Tensor<1>>,
-    }
-    impl<F: Fn(&ParamId) -> bool> ModuleVisitor for Take<F> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if (self.keep)(&param.id) {
-                let flat = param.val().inner().flatten::<1>(0, D - 1);
-                self.out.insert(param.id, flat);
-            }
-        }
-    }
-    let mut take = Take {
-        keep,
-        out: HashMap::new(),
-    };
-    model.visit(&mut take);
-    take.out
-}
 
 /// The names of `probes` (one-element sums) that are NaN or infinite: one
 /// concatenation and a single read-back for all of them.

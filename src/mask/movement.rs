@@ -6,8 +6,8 @@ use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::Tensor;
 
 use crate::error::{Error, Result};
+use crate::gate::SoftMaskable;
 use crate::io::to_host;
-use crate::mask::SoftMaskable;
 
 /// Per gate (row-major `rows × units`, in layout order), the L2 norm of the
 /// change of all parameter entries each unit owns, from `before` to `after`.

@@ -3,10 +3,12 @@
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 
-use super::state::{ParamTable, load_checked};
+use super::state::load_checked;
 use crate::error::{Error, Result};
+use crate::gate::SoftMaskable;
 use crate::importance::Importance;
-use crate::mask::{GradientSoftMasker, SoftMaskable, UpdateSoftMasker};
+use crate::mask::{GradientSoftMasker, UpdateSoftMasker};
+use crate::params::ParamTable;
 
 /// Which soft-mask a [`SoftMaskedOptimizer`] applies. Always explicit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

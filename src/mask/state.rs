@@ -10,69 +10,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::optim::ModuleOptimizer;
-use burn::tensor::{Bytes, DType, Tensor, TensorData};
+use burn::tensor::{Bytes, TensorData};
 use burn_pack::{Reader, Scalar};
 
 use crate::error::{Error, Result};
 use crate::limits::MAX_OPTIMIZER_STEPS;
-
-/// What a state may hold for one parameter: its path in the model, shape and dtype.
-#[derive(Debug, Clone, PartialEq)]
-struct ParamInfo {
-    path: String,
-    shape: Vec<usize>,
-    dtype: DType,
-}
-
-/// A model's float parameters by id: what an optimizer state must fit.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct ParamTable {
-    params: BTreeMap<u64, ParamInfo>,
-}
-
-impl ParamTable {
-    /// The float parameters of `model`.
-    pub(crate) fn of<M: Module>(model: &M) -> ParamTable {
-        struct Collect {
-            path: Vec<String>,
-            table: ParamTable,
-        }
-        impl ModuleVisitor for Collect {
-            fn enter_module(&mut self, name: &str, _container: &str) {
-                self.path.push(name.to_string());
-            }
-            fn exit_module(&mut self, _name: &str, _container: &str) {
-                self.path.pop();
-            }
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                self.table.params.insert(
-                    param.id.val(),
-                    ParamInfo {
-                        path: self.path.join("."),
-                        shape: param.shape().dims::<D>().to_vec(),
-                        dtype: param.val().dtype(),
-                    },
-                );
-            }
-        }
-        let mut c = Collect {
-            path: Vec::new(),
-            table: ParamTable::default(),
-        };
-        model.visit(&mut c);
-        c.table
-    }
-
-    /// `path (id N)`, or `id N` for an id the model lacks.
-    fn name(&self, id: u64) -> String {
-        match self.params.get(&id) {
-            Some(p) if !p.path.is_empty() => format!("{} (id {id})", p.path),
-            _ => format!("id {id}"),
-        }
-    }
-}
+use crate::params::{ParamInfo, ParamTable};
 
 fn refused(reason: String) -> Error {
     Error::OptimizerState { reason }

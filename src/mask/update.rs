@@ -8,8 +8,8 @@ use burn::tensor::Tensor;
 
 use super::MaskPlan;
 use crate::error::{Error, Result};
+use crate::gate::SoftMaskable;
 use crate::importance::Importance;
-use crate::mask::SoftMaskable;
 
 /// Scales the *update* an optimizer makes to every governed parameter by
 /// `1 - importance`: `theta = theta_old + (1 - I) * (theta_new - theta_old)`.
@@ -76,7 +76,7 @@ impl UpdateSoftMasker {
     /// tensors are shared until the optimizer writes new ones).
     pub fn snapshot<M: Module>(&self, model: &M) -> Snapshot {
         Snapshot {
-            old: super::flat_params(model, |id| self.plan.governs(id)),
+            old: crate::params::flat(model, |id| self.plan.governs(id)),
         }
     }
 

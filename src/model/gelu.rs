@@ -48,7 +48,7 @@ mod tests {
     #[test]
     fn gradient_is_the_exact_derivative_on_every_device() {
         let xs = [-3.0f32, -2.0, -1.2, -0.5, 0.0, 0.7, 1.9, 2.0, 2.5];
-        for (name, device) in crate::cpu_devices() {
+        for (name, device) in crate::device::cpu_devices() {
             let device = device.autodiff();
             let x = Tensor::<1>::from_floats(xs, &device).require_grad();
             let grads = gelu(x.clone()).sum().backward();

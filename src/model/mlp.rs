@@ -11,11 +11,11 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::data::batch::TokenBatch;
 use crate::error::{Error, Result};
-use crate::importance::gates::{GateLayout, GateSpec, Gates};
+use crate::gate::{GateLayout, GateSpec, Gates};
+use crate::gate::{Governed, Represent, SoftMaskable};
 use crate::io::{HostTensor, TensorFile, to_host};
 use crate::limits::{MAX_LAYERS, MAX_TOKEN_ID, check_parameter_count};
-use crate::mask::{Governed, SoftMaskable};
-use crate::model::{Dropout, DropoutConfig, Represent, check_token_ids};
+use crate::model::{Dropout, DropoutConfig, check_token_ids};
 
 /// Configuration of [`SoftMaskNet`]; the defaults are the notebook's.
 #[derive(Config, Debug, PartialEq)]
@@ -347,10 +347,10 @@ impl Represent<TokenBatch> for SoftMaskNet {
 ///
 /// # Errors
 ///
-/// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) when the shapes differ.
+/// [`Error::ShapeMismatch`](crate::error::Error::ShapeMismatch) when the shapes differ.
 pub fn binary_cross_entropy(probs: Tensor<2>, targets: Tensor<2>) -> Result<Tensor<1>> {
     if probs.dims() != targets.dims() {
-        return Err(crate::Error::ShapeMismatch {
+        return Err(crate::error::Error::ShapeMismatch {
             what: "binary cross-entropy targets".into(),
             expected: format!("{:?}, the shape of the probabilities", probs.dims()),
             actual: format!("{:?}", targets.dims()),

@@ -9,7 +9,7 @@ mod dropout;
 mod gelu;
 mod mlp;
 
-pub use bert::{BertBatch, BertConfig, HeadMaskLayout, MlmLoss, SoftMaskBert};
+pub use bert::{BertBatch, BertConfig, HeadMaskLayout, SoftMaskBert};
 pub use dropout::{Dropout, DropoutConfig};
 pub use gelu::gelu;
 pub use mlp::{SoftMaskNet, SoftMaskNetConfig, binary_cross_entropy};
@@ -17,14 +17,6 @@ pub use mlp::{SoftMaskNet, SoftMaskNetConfig, binary_cross_entropy};
 use burn::tensor::{Int, Tensor};
 
 use crate::error::{Error, Result};
-use crate::importance::gates::Gates;
-
-/// A model that maps a batch to a gated representation `[batch, seq, hidden]`:
-/// what the KL importance proxies compare.
-pub trait Represent<B> {
-    /// The representation of `batch` with `gates` applied.
-    fn represent(&self, batch: &B, gates: &Gates) -> Result<Tensor<3>>;
-}
 
 /// Fails with [`Error::TokenOutOfVocab`] when an id of `input_ids` is negative
 /// or at least `vocab_size`: call it in your own model's forward before an

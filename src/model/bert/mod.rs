@@ -22,4 +22,4 @@ mod model;
 pub use batcher::BertBatcher;
 pub use config::BertConfig;
 pub use layers::{BertEmbeddings, BertLayer, BertMlmHead};
-pub use model::{BertBatch, HeadMaskLayout, MlmLoss, SoftMaskBert};
+pub use model::{BertBatch, HeadMaskLayout, SoftMaskBert};

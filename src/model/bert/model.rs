@@ -7,10 +7,10 @@ use softmask_kernels::log_softmax;
 use super::BertConfig;
 use super::layers::{BertEmbeddings, BertLayer, BertMlmHead, LayerGates};
 use crate::error::{Error, Result};
-use crate::importance::estimate::TokenCount;
-use crate::importance::gates::{GateLayout, GateSpec, Gates};
-use crate::mask::{Governed, SoftMaskable};
-use crate::model::{Represent, check_token_ids};
+use crate::gate::TokenCount;
+use crate::gate::{GateLayout, GateSpec, Gates};
+use crate::gate::{Governed, Represent, SoftMaskable};
+use crate::model::check_token_ids;
 
 /// A batch for the transformer: ids, padding mask, token types, MLM labels.
 #[derive(Debug, Clone)]
@@ -371,15 +371,5 @@ impl SoftMaskable for SoftMaskBert {
 impl Represent<BertBatch> for SoftMaskBert {
     fn represent(&self, batch: &BertBatch, gates: &Gates) -> Result<Tensor<3>> {
         self.forward(batch, Some(gates))
-    }
-}
-
-/// The MLM loss as an importance proxy (ContinualLM's proxy after a domain).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MlmLoss;
-
-impl crate::importance::proxy::ImportanceProxy<SoftMaskBert, BertBatch> for MlmLoss {
-    fn loss(&self, model: &SoftMaskBert, gates: &Gates, batch: &BertBatch) -> Result<Tensor<1>> {
-        model.mlm_loss(batch, Some(gates))
     }
 }
