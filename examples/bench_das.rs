@@ -10,6 +10,7 @@
 //! tools/fetch_minilm.sh
 //! cargo run --release --example bench_das -- [--model .cache/all-MiniLM-L6-v2] [--iters 5] [--batch 8] [--seq 128]
 //!     [--device flex] [--ops das_step,mlm_step,importance]
+//! cargo run --example bench_das -- --help
 //! ```
 
 use std::path::PathBuf;
@@ -18,6 +19,8 @@ use std::time::Instant;
 
 use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
+use clap::Parser;
+use clap::builder::PossibleValuesParser;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use softmask::continual::{
@@ -28,77 +31,51 @@ use softmask::{
     SoftMaskBert, SoftMaskable, SoftMaskedOptimizer, open_device,
 };
 
-fn main() -> ExitCode {
-    let mut model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/all-MiniLM-L6-v2");
-    let (mut iters, mut batch, mut seq, mut device) =
-        (5usize, 8usize, 128usize, "flex".to_string());
-    let mut ops = vec![
-        "das_step".to_string(),
-        "mlm_step".into(),
-        "importance".into(),
-    ];
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let Some(v) = args.next() else {
-            eprintln!("{flag} needs a value");
-            return ExitCode::from(2);
-        };
-        let parsed = match flag.as_str() {
-            "--model" => {
-                model = v.into();
-                Ok(())
-            }
-            "--iters" => v.parse().map(|x| iters = x).map_err(|e| e.to_string()),
-            "--batch" => v.parse().map(|x| batch = x).map_err(|e| e.to_string()),
-            "--seq" => v.parse().map(|x| seq = x).map_err(|e| e.to_string()),
-            "--device" => {
-                device = v;
-                Ok(())
-            }
-            "--ops" => {
-                ops = v.split(',').map(str::to_string).collect();
-                Ok(())
-            }
-            _ => Err("unknown argument".into()),
-        };
-        if let Err(e) = parsed {
-            eprintln!("{flag}: {e}");
-            return ExitCode::from(2);
-        }
-    }
-    match run(&model, iters, batch, seq, &device, &ops) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+mod common;
+
+/// The operations timed, in the order of each round.
+const OPS: [&str; 3] = ["das_step", "mlm_step", "importance"];
+
+/// One DAS training step on a real BERT, the plain update-masked MLM step and
+/// the MLM-proxy importance pass, timed; one JSON line per operation.
+#[derive(Parser)]
+#[command(args_override_self = true)]
+struct Args {
+    /// Hugging Face checkpoint folder (config.json, model.safetensors)
+    #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/.cache/all-MiniLM-L6-v2"))]
+    model: PathBuf,
+    /// Timed iterations of each operation, after one warm-up
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    iters: usize,
+    /// Rows per batch
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    batch: usize,
+    /// Tokens per row
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    seq: usize,
+    /// The device: flex, ndarray, or with their cargo features wgpu, wgpu-cpu, vulkan, cuda, cuda:N
+    #[arg(long, value_name = "NAME", default_value = "flex")]
+    device: String,
+    /// The operations to time, a comma list
+    #[arg(long, value_name = "OPS", value_delimiter = ',', default_value = "das_step,mlm_step,importance", value_parser = PossibleValuesParser::new(OPS))]
+    ops: Vec<String>,
 }
 
-fn run(
-    folder: &std::path::Path,
-    iters: usize,
-    batch: usize,
-    seq: usize,
-    device: &str,
-    ops: &[String],
-) -> Result<()> {
-    const OPS: [&str; 3] = ["das_step", "mlm_step", "importance"];
-    if let Some(bad) = ops.iter().find(|o| !OPS.contains(&o.as_str())) {
-        return Err(softmask::Error::InvalidConfig(format!(
-            "--ops: {bad:?} is not one of {OPS:?}"
-        )));
-    }
-    let dev = open_device(device)?.autodiff();
+fn main() -> ExitCode {
+    common::exit(run(&Args::parse()), 1)
+}
+
+fn run(args: &Args) -> Result<()> {
+    let dev = open_device(&args.device)?.autodiff();
     dev.seed(0);
-    let (mut model, config) = SoftMaskBert::from_pretrained(folder, &dev)?;
+    let (mut model, config) = SoftMaskBert::from_pretrained(&args.model, &dev)?;
     // Token ids drawn from the ordinary vocabulary (past the special tokens),
     // a [CLS] first: the same rows on both sides of the comparison.
     let mut rng = StdRng::seed_from_u64(0);
-    let rows: Vec<Vec<u32>> = (0..batch)
+    let rows: Vec<Vec<u32>> = (0..args.batch)
         .map(|_| {
             std::iter::once(101)
-                .chain((1..seq).map(|_| rng.random_range(1000..config.vocab_size as u32)))
+                .chain((1..args.seq).map(|_| rng.random_range(1000..config.vocab_size as u32)))
                 .collect()
         })
         .collect();
@@ -126,9 +103,9 @@ fn run(
     let mut estimator =
         ImportanceEstimator::new(layout.clone(), Accumulation::PerBatch, GradientSign::Signed)?;
     let mut times: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
-    for i in 0..iters + 1 {
+    for i in 0..args.iters + 1 {
         for (op, t) in times.iter_mut().enumerate() {
-            if !ops.iter().any(|o| o == OPS[op]) {
+            if !args.ops.iter().any(|o| o == OPS[op]) {
                 continue;
             }
             let b = collate.collate(&rows, i as u64, &dev)?;
@@ -161,7 +138,9 @@ fn run(
         }
         t.sort_by(f64::total_cmp);
         println!(
-            "{{\"side\": \"rust\", \"op\": \"{op}\", \"device\": \"{device}\", \"iters\": {iters}, \"median_ms\": {:.1}, \"min_ms\": {:.1}}}",
+            "{{\"side\": \"rust\", \"op\": \"{op}\", \"device\": \"{}\", \"iters\": {}, \"median_ms\": {:.1}, \"min_ms\": {:.1}}}",
+            args.device,
+            args.iters,
             t[t.len() / 2],
             t[0]
         );

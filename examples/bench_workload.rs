@@ -6,63 +6,60 @@
 //!
 //! ```text
 //! cargo run --release --example bench_workload -- --workload wide --ops step_plain,step_update --device flex --iters 20
+//! cargo run --example bench_workload -- --help
 //! ```
 
 use std::process::ExitCode;
 use std::time::Instant;
 
+use clap::Parser;
+use clap::builder::PossibleValuesParser;
+
+mod common;
 #[path = "../benches/support/workloads.rs"]
 mod workloads;
 
+/// Benchmark operations of one workload, interleaved round-robin; one JSON
+/// line per operation with its median and minimum wall time.
+#[derive(Parser)]
+#[command(args_override_self = true)]
+struct Args {
+    /// The workload
+    #[arg(long, value_name = "NAME", default_value = "notebook", value_parser = PossibleValuesParser::new(workloads::WORKLOADS.map(|w| w.name)))]
+    workload: String,
+    /// The operations to time, a comma list
+    #[arg(long, value_name = "OPS", value_delimiter = ',', default_value = "step_update", value_parser = PossibleValuesParser::new(workloads::OPS))]
+    ops: Vec<String>,
+    /// The device (a CPU one built in)
+    #[arg(long, value_name = "NAME", default_value = "flex", value_parser = PossibleValuesParser::new(softmask::cpu_devices().into_iter().map(|(name, _)| name)))]
+    device: String,
+    /// Timed iterations of each operation
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = at_least_one)]
+    iters: usize,
+    /// Untimed iterations of each operation first
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    warmup: usize,
+}
+
+/// A count of at least 1.
+fn at_least_one(v: &str) -> Result<usize, String> {
+    match v.parse::<usize>() {
+        Ok(0) => Err("at least 1".into()),
+        n => n.map_err(|e| e.to_string()),
+    }
+}
+
 fn main() -> ExitCode {
-    let mut workload = "notebook".to_string();
-    let mut ops = "step_update".to_string();
-    let mut device = "flex".to_string();
-    let (mut iters, mut warmup) = (50usize, 5usize);
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let Some(value) = args.next() else {
-            eprintln!("{flag} needs a value");
-            return ExitCode::from(2);
-        };
-        let parsed = match flag.as_str() {
-            "--workload" => {
-                workload = value;
-                Ok(())
-            }
-            "--ops" => {
-                ops = value;
-                Ok(())
-            }
-            "--device" => {
-                device = value;
-                Ok(())
-            }
-            "--iters" => value.parse().map(|v| iters = v).map_err(|e| e.to_string()),
-            "--warmup" => value.parse().map(|v| warmup = v).map_err(|e| e.to_string()),
-            _ => Err(format!("unknown argument {flag}")),
-        };
-        if let Err(e) = parsed {
-            eprintln!("{flag}: {e}");
-            return ExitCode::from(2);
-        }
-    }
+    let args = Args::parse();
+    let (workload, device) = (&args.workload, &args.device);
+    // The parser admits only these names.
     let Some(w) = workloads::WORKLOADS.iter().find(|w| w.name == workload) else {
-        eprintln!("unknown workload {workload:?}");
-        return ExitCode::from(2);
+        return common::exit(Err(format!("unknown workload {workload:?}")), 2);
     };
-    let Some((_, dev)) = workloads::devices().into_iter().find(|(n, _)| *n == device) else {
-        eprintln!("device {device:?} is not built in");
-        return ExitCode::from(2);
+    let Some((_, dev)) = workloads::devices().into_iter().find(|(n, _)| n == device) else {
+        return common::exit(Err(format!("device {device:?} is not built in")), 2);
     };
-    let ops: Vec<&str> = ops.split(',').collect();
-    if ops.iter().any(|op| !workloads::OPS.contains(op)) || iters == 0 {
-        eprintln!(
-            "--ops takes a comma list of {:?}; --iters at least 1",
-            workloads::OPS
-        );
-        return ExitCode::from(2);
-    }
+    let (ops, iters, warmup) = (&args.ops, args.iters, args.warmup);
     let run = || -> softmask::Result<Vec<Vec<f64>>> {
         let mut setups = ops
             .iter()
@@ -92,9 +89,6 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => common::exit(Err(e), 1),
     }
 }

@@ -12,66 +12,46 @@
 //! tools/fetch_minilm.sh    # all-MiniLM-L6-v2 into .cache/all-MiniLM-L6-v2
 //! cargo run --example bert_importance -- \
 //!     [--model .cache/all-MiniLM-L6-v2] [--text examples/data/notebook_reviews.txt] \
-//!     [--device flex|ndarray|wgpu|cuda] [--steps 3] [--max-length 64] [--batch 4]
+//!     [--device flex] [--steps 3] [--max-length 64] [--batch 4]
+//! cargo run --example bert_importance -- --help
 //! ```
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use burn::optim::{AdamConfig, GradientsParams};
+use clap::Parser;
 use softmask::*;
 
+mod common;
+
+/// Head and neuron importance of a pre-trained BERT, then a few MLM steps
+/// with Adam and the update soft-mask.
+#[derive(Parser)]
+#[command(args_override_self = true)]
 struct Args {
+    /// Hugging Face checkpoint folder (config.json, model.safetensors, tokenizer.json)
+    #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/.cache/all-MiniLM-L6-v2"))]
     model: PathBuf,
+    /// Text file, one example per line
+    #[arg(long, value_name = "FILE", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/notebook_reviews.txt"))]
     text: PathBuf,
+    /// The device: flex, ndarray, or with their cargo features wgpu, wgpu-cpu, vulkan, cuda, cuda:N
+    #[arg(long, value_name = "NAME", default_value = "flex")]
     device: String,
+    /// MLM steps with the update soft-mask
+    #[arg(long, value_name = "N", default_value_t = 3)]
     steps: usize,
+    /// Tokens per text, at most
+    #[arg(long, value_name = "N", default_value_t = 64)]
     max_length: usize,
+    /// Texts per batch
+    #[arg(long, value_name = "N", default_value_t = 4)]
     batch: usize,
 }
 
-fn parse() -> std::result::Result<Args, String> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let mut a = Args {
-        model: root.join(".cache/all-MiniLM-L6-v2"),
-        text: root.join("examples/data/notebook_reviews.txt"),
-        device: "flex".into(),
-        steps: 3,
-        max_length: 64,
-        batch: 4,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let v = it.next().ok_or(format!("{flag} needs a value"))?;
-        let num = |v: &str| v.parse::<usize>().map_err(|e| format!("{flag}: {e}"));
-        match flag.as_str() {
-            "--model" => a.model = v.into(),
-            "--text" => a.text = v.into(),
-            "--device" => a.device = v,
-            "--steps" => a.steps = num(&v)?,
-            "--max-length" => a.max_length = num(&v)?,
-            "--batch" => a.batch = num(&v)?,
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    Ok(a)
-}
-
 fn main() -> ExitCode {
-    let args = match parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit(run(&Args::parse()), 1)
 }
 
 fn run(args: &Args) -> Result<()> {

@@ -10,28 +10,32 @@
 //!     --model .cache/all-MiniLM-L6-v2 \
 //!     --domain kernel=.cache/domains/linux-doc --domain python=.cache/domains/python-doc \
 //!     --general .cache/domains/fortunes --method das --steps 40 --out runs/das [--resume]
+//! cargo run --example continual_domains -- --help    # every option, with its default
 //! ```
 //!
-//! Every option of the method can be overridden: `--steps`, `--batch-size`,
-//! `--seq-len`, `--lr`, `--warmup`, `--importance-batches`, `--mask-mode
-//! gradient|update`, `--optimizer adamw|sgd`, `--strength`,
-//! `--ungoverned-damping`, `--ewc-lambda`, `--no-contrastive`, `--temperature`,
-//! `--seed`, `--checkpoint-every`, `--head-layout semantic|reference`,
-//! `--importance-batch-size`, `--normalization reference|one-sided`,
-//! `--sign signed|absolute`;
-//! `--max-chunks N` caps each side of a domain,
-//! `--device flex|ndarray|wgpu|wgpu-cpu|vulkan|cuda|cuda:N` picks the device
-//! (the GPU ones with their cargo features).
+//! The method's configuration starts from the preset of `--method` (default
+//! `das`), or from a whole configuration read with `--config FILE` (JSON, as
+//! a run folder's `config.json`); each method option given (`--steps`,
+//! `--lr`, `--mask-mode gradient|update`, `--optimizer adamw|sgd`, ...)
+//! then replaces its field. `--max-chunks N` caps each side of a domain,
+//! `--device` picks the device (the GPU ones with their cargo features).
 //!
-//! The run folder receives `results.{json,csv,md,svg}`, an importance heatmap
+//! The run folder receives `config.json` (the effective configuration, also
+//! printed to stderr), `results.{json,csv,md,svg}`, an importance heatmap
 //! after each domain, `log.jsonl`, `importance/` and `checkpoints/` (the last
 //! one a Hugging Face folder `SoftMaskBert::from_pretrained` loads).
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args as ClapArgs, Parser};
+use serde::Serialize;
+use serde_json::Value;
 use softmask::continual::{
-    BertMlmCollate, ContinualTrainer, Domain, MethodConfig, OptimizerKind, Progress,
+    BertMlmCollate, ContinualTrainer, Domain, MethodConfig, OptimizerKind, PRESETS, Progress,
     TokenizedDomain,
 };
 use softmask::{
@@ -39,167 +43,238 @@ use softmask::{
     WordPieceTokenizer, open_device,
 };
 
+mod common;
+
+/// Continual pre-training of a BERT through a sequence of domains, with
+/// held-out evaluation after every domain, checkpoints and resume.
+#[derive(Parser)]
+#[command(args_override_self = true)]
 struct Args {
+    /// Hugging Face checkpoint folder (config.json, model.safetensors, tokenizer.json)
+    #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/.cache/all-MiniLM-L6-v2"))]
     model: PathBuf,
+    /// A domain to train, in order: a text file or a folder of .txt files (repeat the flag for each domain)
+    #[arg(long = "domain", value_name = "NAME=PATH", required = true, value_parser = domain)]
     domains: Vec<(String, PathBuf)>,
+    /// General text, evaluated (never trained) after every domain
+    #[arg(long, value_name = "PATH")]
     general: Option<PathBuf>,
+    /// The run folder
+    #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// Continue the run in --out from its last checkpoint
+    #[arg(long)]
     resume: bool,
+    /// The device: flex, ndarray, or with their cargo features wgpu, wgpu-cpu, vulkan, cuda, cuda:N
+    #[arg(long, value_name = "NAME", default_value = "flex")]
     device: String,
+    /// At most N training chunks of each domain (and N/4 + 1 held-out ones), spread over it
+    #[arg(long, value_name = "N", default_value_t = 400)]
     max_chunks: usize,
+    /// Which parameters a head gate governs: what the head owns, or the research code's layout
+    #[arg(long, value_name = "LAYOUT", default_value = "semantic", value_parser = one_of([("semantic", HeadMaskLayout::Semantic), ("reference", HeadMaskLayout::Reference)]))]
     head_layout: HeadMaskLayout,
-    config: MethodConfig,
+    /// The preset the method's configuration starts from
+    #[arg(long, value_name = "NAME", default_value = "das", value_parser = PossibleValuesParser::new(PRESETS))]
+    method: String,
+    /// A whole method configuration (JSON, as a run folder's config.json) in place of --method's preset
+    #[arg(long = "config", value_name = "FILE", conflicts_with = "method")]
+    config_file: Option<PathBuf>,
+    #[command(flatten)]
+    options: MethodOptions,
 }
 
-fn parse() -> std::result::Result<Args, String> {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    // The method first: its preset is what the other options override.
-    let method = argv
-        .windows(2)
-        .find(|w| w[0] == "--method")
-        .map_or("das".to_string(), |w| w[1].clone());
-    let config = MethodConfig::preset(&method).map_err(|e| e.to_string())?;
-    let mut a = Args {
-        model: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/all-MiniLM-L6-v2"),
-        domains: Vec::new(),
-        general: None,
-        out: PathBuf::new(),
-        resume: false,
-        device: "flex".into(),
-        max_chunks: 400,
-        head_layout: HeadMaskLayout::Semantic,
-        config,
+/// The method's options, each one given in place of the preset's (or
+/// --config's) value. They are named, and serialise, as the fields of
+/// [`MethodConfig`] they replace; `None` (null) is an option not given.
+#[derive(ClapArgs, Serialize)]
+#[command(next_help_heading = "Method options (each replaces the preset's or --config's value)")]
+struct MethodOptions {
+    /// Optimizer steps per domain [default: the preset's]
+    #[arg(long = "steps", value_name = "N")]
+    steps_per_domain: Option<usize>,
+    /// Chunks per training batch [default: the preset's]
+    #[arg(long, value_name = "N")]
+    batch_size: Option<usize>,
+    /// Tokens per chunk [default: the preset's]
+    #[arg(long, value_name = "N")]
+    seq_len: Option<usize>,
+    /// Peak learning rate [default: the preset's]
+    #[arg(long, value_name = "RATE")]
+    lr: Option<f64>,
+    /// Fraction of each domain's steps warming the learning rate up [default: the preset's]
+    #[arg(long = "warmup", value_name = "FRACTION")]
+    warmup_fraction: Option<f64>,
+    /// Batches for each importance (and Fisher) estimate [default: the preset's]
+    #[arg(long, value_name = "N")]
+    importance_batches: Option<usize>,
+    /// Chunks per importance batch [default: the preset's, else --batch-size]
+    #[arg(long, value_name = "N")]
+    importance_batch_size: Option<usize>,
+    /// Mask the gradient or the update [default: the preset's]
+    #[arg(long, value_name = "MODE", value_parser = one_of([("update", MaskMode::Update), ("gradient", MaskMode::Gradient)]))]
+    mask_mode: Option<MaskMode>,
+    /// AdamW (weight decay 0.01) or SGD (momentum 0.9) [default: the preset's]
+    #[arg(long, value_name = "NAME", value_parser = one_of([("adamw", OptimizerKind::AdamW { weight_decay: 0.01 }), ("sgd", OptimizerKind::Sgd { momentum: 0.9 })]))]
+    optimizer: Option<OptimizerKind>,
+    /// Damping strength s in [0, 1]: the mask is 1 - s * I [default: the preset's]
+    #[arg(long, value_name = "S")]
+    strength: Option<f64>,
+    /// Damping c in [0, 1] of the parameters no gate governs [default: the preset's]
+    #[arg(long, value_name = "C")]
+    ungoverned_damping: Option<f64>,
+    /// EWC's penalty weight; 0 turns EWC off [default: the preset's]
+    #[arg(long, value_name = "LAMBDA")]
+    ewc_lambda: Option<f64>,
+    /// Leave DAS's contrastive term out [default: the preset's choice]
+    #[arg(long)]
+    #[serde(skip)]
+    no_contrastive: bool,
+    /// Temperature of the contrastive term [default: the preset's]
+    #[arg(long, value_name = "T")]
+    temperature: Option<f64>,
+    /// Seed of every random choice: batch order, masking, dropout, controls [default: the preset's]
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Write a checkpoint every N steps; 0: only after each domain [default: the preset's]
+    #[arg(long, value_name = "N")]
+    checkpoint_every: Option<usize>,
+    /// Normalisation of raw importance [default: the preset's]
+    #[arg(long, value_name = "NAME", value_parser = one_of([("reference", Normalization::Reference), ("one-sided", Normalization::OneSided)]))]
+    normalization: Option<Normalization>,
+    /// Signed or absolute gate gradients [default: the preset's]
+    #[arg(long, value_name = "SIGN", value_parser = one_of([("signed", GradientSign::Signed), ("absolute", GradientSign::Absolute)]))]
+    sign: Option<GradientSign>,
+}
+
+/// A parser of the names of `choices` into their values; `--help` lists the names.
+fn one_of<T: Copy + Send + Sync + 'static, const N: usize>(
+    choices: [(&'static str, T); N],
+) -> impl TypedValueParser<Value = T> {
+    PossibleValuesParser::new(choices.map(|(name, _)| name)).try_map(move |v| {
+        choices
+            .iter()
+            .find(|&&(name, _)| name == v)
+            .map(|&(_, t)| t)
+            .ok_or("not one of the choices")
+    })
+}
+
+/// `NAME=PATH` of `--domain`.
+fn domain(v: &str) -> std::result::Result<(String, PathBuf), String> {
+    let (name, path) = v
+        .split_once('=')
+        .ok_or(format!("takes NAME=PATH, got {v:?}"))?;
+    Ok((name.to_string(), path.into()))
+}
+
+impl Args {
+    /// The method's configuration: `--method`'s preset, or `--config`'s
+    /// file, with each option given in place of its field.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] for an unreadable `--config` file,
+    /// [`Error::InvalidConfig`] for one that is not a method configuration.
+    fn method_config(&self) -> Result<MethodConfig> {
+        let base = match &self.config_file {
+            None => MethodConfig::preset(&self.method)?,
+            Some(path) => read_config(path)?,
+        };
+        let mut fields = to_json(&base)?;
+        let given = to_json(&self.options)?;
+        for (name, value) in given.as_object().into_iter().flatten() {
+            if value.is_null() {
+                continue;
+            }
+            let field = fields.get_mut(name).ok_or_else(|| {
+                Error::InvalidConfig(format!("the configuration has no field {name}"))
+            })?;
+            *field = value.clone();
+        }
+        let mut config: MethodConfig = serde_json::from_value(fields)
+            .map_err(|e| Error::InvalidConfig(format!("the method options: {e}")))?;
+        config.contrastive &= !self.options.no_contrastive;
+        Ok(config)
+    }
+}
+
+/// `value` as JSON.
+fn to_json(value: &impl Serialize) -> Result<Value> {
+    serde_json::to_value(value).map_err(|e| Error::InvalidConfig(format!("as JSON: {e}")))
+}
+
+/// The method configuration in the JSON file `path`, every field named
+/// (`importance_batch_size` may be left out) and none unknown.
+///
+/// # Errors
+///
+/// [`Error::Io`] for an unreadable file, [`Error::InvalidConfig`] naming the
+/// file for one that is not a method configuration.
+fn read_config(path: &Path) -> Result<MethodConfig> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |what: String| {
+        Error::InvalidConfig(format!(
+            "--config {} is not a method configuration: {what}",
+            path.display()
+        ))
     };
-    let mut it = argv.into_iter();
-    while let Some(flag) = it.next() {
-        match flag.as_str() {
-            "--resume" => {
-                a.resume = true;
-                continue;
-            }
-            "--no-contrastive" => {
-                a.config.contrastive = false;
-                continue;
-            }
-            _ => {}
-        }
-        let v = it.next().ok_or(format!("{flag} needs a value"))?;
-        let int = |v: &str| v.parse::<usize>().map_err(|e| format!("{flag}: {e}"));
-        let real = |v: &str| v.parse::<f64>().map_err(|e| format!("{flag}: {e}"));
-        let c = &mut a.config;
-        match flag.as_str() {
-            "--method" => {}
-            "--model" => a.model = v.into(),
-            "--domain" => {
-                let (name, path) = v
-                    .split_once('=')
-                    .ok_or(format!("--domain takes NAME=PATH, got {v:?}"))?;
-                a.domains.push((name.to_string(), path.into()));
-            }
-            "--general" => a.general = Some(v.into()),
-            "--out" => a.out = v.into(),
-            "--device" => a.device = v,
-            "--max-chunks" => a.max_chunks = int(&v)?,
-            "--head-layout" => {
-                a.head_layout = one_of(
-                    &flag,
-                    &v,
-                    [
-                        ("semantic", HeadMaskLayout::Semantic),
-                        ("reference", HeadMaskLayout::Reference),
-                    ],
-                )?;
-            }
-            "--steps" => c.steps_per_domain = int(&v)?,
-            "--batch-size" => c.batch_size = int(&v)?,
-            "--seq-len" => c.seq_len = int(&v)?,
-            "--importance-batches" => c.importance_batches = int(&v)?,
-            "--importance-batch-size" => c.importance_batch_size = Some(int(&v)?),
-            "--normalization" => {
-                c.normalization = one_of(
-                    &flag,
-                    &v,
-                    [
-                        ("reference", Normalization::Reference),
-                        ("one-sided", Normalization::OneSided),
-                    ],
-                )?;
-            }
-            "--sign" => {
-                c.sign = one_of(
-                    &flag,
-                    &v,
-                    [
-                        ("signed", GradientSign::Signed),
-                        ("absolute", GradientSign::Absolute),
-                    ],
-                )?;
-            }
-            "--checkpoint-every" => c.checkpoint_every = int(&v)?,
-            "--seed" => c.seed = v.parse().map_err(|e| format!("--seed: {e}"))?,
-            "--lr" => c.lr = real(&v)?,
-            "--warmup" => c.warmup_fraction = real(&v)?,
-            "--strength" => c.strength = real(&v)?,
-            "--ungoverned-damping" => c.ungoverned_damping = real(&v)?,
-            "--ewc-lambda" => c.ewc_lambda = real(&v)?,
-            "--temperature" => c.temperature = real(&v)?,
-            "--mask-mode" => {
-                c.mask_mode = one_of(
-                    &flag,
-                    &v,
-                    [
-                        ("update", MaskMode::Update),
-                        ("gradient", MaskMode::Gradient),
-                    ],
-                )?;
-            }
-            "--optimizer" => {
-                c.optimizer = one_of(
-                    &flag,
-                    &v,
-                    [
-                        ("adamw", OptimizerKind::AdamW { weight_decay: 0.01 }),
-                        ("sgd", OptimizerKind::Sgd { momentum: 0.9 }),
-                    ],
-                )?;
-            }
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    if a.domains.is_empty() {
-        return Err("name at least one --domain NAME=PATH".into());
-    }
-    if a.out.as_os_str().is_empty() {
-        return Err("name the run folder with --out DIR".into());
-    }
-    Ok(a)
-}
-
-/// The value named `v` among `choices`; the error names the flag and the choices.
-fn one_of<T, const N: usize>(flag: &str, v: &str, choices: [(&str, T); N]) -> Result<T, String> {
-    let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
-    choices
+    let config: MethodConfig = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    // serde passes over fields it does not know: a misspelt optional one
+    // would go unnoticed.
+    let known = to_json(&config)?;
+    let file: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    if let Some(name) = file
+        .as_object()
         .into_iter()
-        .find(|(n, _)| *n == v)
-        .map(|(_, t)| t)
-        .ok_or_else(|| format!("{flag}: {v:?} is not {}", names.join(" or ")))
+        .flat_map(|o| o.keys())
+        .find(|k| known.get(k.as_str()).is_none())
+    {
+        return Err(bad(format!("unknown field `{name}`")));
+    }
+    Ok(config)
 }
 
 fn main() -> ExitCode {
-    let args = match parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+    let args = Args::parse();
+    match args.method_config() {
+        // A --config file that cannot be read as a configuration is a usage error, as a bad flag is.
+        Err(e) => common::exit(Err(e), 2),
+        Ok(config) => common::exit(run(&args, config), 1),
     }
+}
+
+/// Writes `json` to `out/config.json` atomically (a temporary file, synced,
+/// renamed over it), creating `out`. A `config.json` there of another
+/// configuration is refused: it describes the run already in the folder.
+fn save_config(out: &Path, config: &MethodConfig, json: &str) -> Result<()> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let path = out.join("config.json");
+    if let Ok(old) = std::fs::read_to_string(&path)
+        && serde_json::from_str::<MethodConfig>(&old).ok().as_ref() != Some(config)
+    {
+        return Err(Error::InvalidConfig(format!(
+            "{} records another configuration: the run in that folder resumes only with the \
+             same options; choose another --out for a new run",
+            path.display()
+        )));
+    }
+    let tmp = out.join(format!(".config.json.tmp{}", std::process::id()));
+    let written = File::create(&tmp)
+        .and_then(|mut f| f.write_all(json.as_bytes()).and_then(|()| f.sync_all()))
+        .map_err(io(&tmp));
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, &path).map_err(io(&path))) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// At most `max` chunks, spread over the whole side.
@@ -213,16 +288,20 @@ fn cap(chunks: Vec<Vec<u32>>, max: usize) -> Vec<Vec<u32>> {
         .collect()
 }
 
-fn run(args: Args) -> Result<()> {
+fn run(args: &Args, method: MethodConfig) -> Result<()> {
     let started = std::time::Instant::now();
+    method.validate()?;
+    let json = serde_json::to_string_pretty(&method)
+        .map_err(|e| Error::InvalidConfig(format!("the configuration as JSON: {e}")))?;
+    eprintln!("configuration (saved as config.json in the run folder):\n{json}");
     let device = open_device(&args.device)?.autodiff();
     // The MLM head of a checkpoint without one is drawn from this seed, so a
     // resumed run starts from the same base model.
-    device.seed(args.config.seed);
+    device.seed(method.seed);
     let (model, config) = SoftMaskBert::from_pretrained(&args.model, &device)?;
     let model = model.with_head_layout(args.head_layout);
     let tokenizer =
-        WordPieceTokenizer::from_file(args.model.join("tokenizer.json"), args.config.seq_len)?;
+        WordPieceTokenizer::from_file(args.model.join("tokenizer.json"), method.seq_len)?;
     let id = |t: &str| {
         tokenizer
             .token_id(t)
@@ -234,7 +313,7 @@ fn run(args: Args) -> Result<()> {
         config.vocab_size,
         tokenizer.special_ids(),
     )?;
-    let seq = args.config.seq_len;
+    let seq = method.seq_len;
     let mut domains: Vec<TokenizedDomain> = Vec::new();
     for (name, path) in &args.domains {
         let d = Domain::from_path(name.as_str(), path)?.tokenize(&tokenizer, seq, 1)?;
@@ -259,13 +338,14 @@ fn run(args: Args) -> Result<()> {
     };
     eprintln!(
         "method {} on {} ({} tokens in the vocabulary), {} steps per domain of {} x {seq}",
-        args.config.name,
+        method.name,
         args.model.display(),
         tokenizer.vocab_size(),
-        args.config.steps_per_domain,
-        args.config.batch_size
+        method.steps_per_domain,
+        method.batch_size
     );
-    let mut trainer = ContinualTrainer::new(args.config, collate, &args.out)?
+    save_config(&args.out, &method, &format!("{json}\n"))?;
+    let mut trainer = ContinualTrainer::new(method, collate, &args.out)?
         .with_observer(Box::new(Progress::new(10)));
     let outcome = trainer.run(model, &domains, general.as_deref(), args.resume)?;
     println!("{}", outcome.results.to_table());

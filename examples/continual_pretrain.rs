@@ -8,7 +8,8 @@
 //! Adam cancels a gradient mask; an update mask holds.
 //!
 //! ```text
-//! cargo run --release --example continual_pretrain -- [--device flex|ndarray|wgpu|cuda] [--seed N] [--epochs N]
+//! cargo run --release --example continual_pretrain -- [--device flex] [--seed 0] [--epochs 10]
+//! cargo run --example continual_pretrain -- --help
 //! ```
 
 use std::path::Path;
@@ -16,44 +17,25 @@ use std::process::ExitCode;
 
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::Device;
+use clap::Parser;
 use softmask::*;
 
-struct Args {
-    device: Device,
-    device_name: String,
-    seed: u64,
-    epochs: usize,
-}
+mod common;
 
-fn parse_args() -> std::result::Result<Args, String> {
-    let mut args = Args {
-        device: Device::default(),
-        device_name: String::new(),
-        seed: 0,
-        epochs: 10,
-    };
-    let mut device_name = "flex".to_string();
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--device" => device_name = value()?,
-            "--seed" => args.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
-            "--epochs" => args.epochs = value()?.parse().map_err(|e| format!("--epochs: {e}"))?,
-            "--help" | "-h" => {
-                return Err(
-                    "usage: continual_pretrain [--device flex|ndarray|wgpu|cuda] [--seed N] [--epochs N]"
-                        .into(),
-                );
-            }
-            other => return Err(format!("unknown argument {other:?} (try --help)")),
-        }
-    }
-    args.device = open_device(&device_name)
-        .map_err(|e| e.to_string())?
-        .autodiff();
-    args.device_name = device_name;
-    Ok(args)
+/// The seed notebook end to end on its three reviews: importance, then the
+/// same training with no mask, the gradient mask and the update mask.
+#[derive(Parser)]
+#[command(args_override_self = true)]
+struct Args {
+    /// The device: flex, ndarray, or with their cargo features wgpu, wgpu-cpu, vulkan, cuda, cuda:N
+    #[arg(long = "device", value_name = "NAME", default_value = "flex")]
+    device_name: String,
+    /// Seed of the weights, the data order and the dropout
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    seed: u64,
+    /// Epochs of each of the three trainings
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    epochs: usize,
 }
 
 const MAX_SEQ_LENGTH: usize = 50;
@@ -61,24 +43,15 @@ const BATCH_SIZE: usize = 2;
 const LR: f64 = 0.003;
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+    let args = Args::parse();
+    match open_device(&args.device_name) {
+        // A device that does not open is a usage error here.
+        Err(e) => common::exit(Err(e), 2),
+        Ok(device) => common::exit(run(&args, &device.autodiff()), 1),
     }
 }
 
-fn run(args: &Args) -> Result<()> {
-    let device = &args.device;
+fn run(args: &Args, device: &Device) -> Result<()> {
     device.seed(args.seed);
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/notebook_reviews.txt");
     let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path, source })?;
@@ -139,7 +112,7 @@ fn run(args: &Args) -> Result<()> {
             Some(MaskMode::Gradient) => "gradient mask (the notebook)",
             Some(MaskMode::Update) => "update mask",
         };
-        let (after, losses) = train(model.clone(), &data, &importance, mode, args, vocab)?;
+        let (after, losses) = train(model.clone(), &data, &importance, mode, args, vocab, device)?;
         let losses: Vec<String> = losses.iter().map(|l| format!("{l:.4}")).collect();
         println!(
             "{label:>28}: mean loss per example by epoch [{}]",
@@ -202,7 +175,7 @@ fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// Trains a copy of `model` for `args.epochs`; returns it and the mean loss per example of each epoch.
+/// Trains a copy of `model` for `args.epochs` on `device`; returns it and the mean loss per example of each epoch.
 fn train(
     mut model: SoftMaskNet,
     data: &GroupedDataset,
@@ -210,6 +183,7 @@ fn train(
     mode: Option<MaskMode>,
     args: &Args,
     vocab: usize,
+    device: &Device,
 ) -> Result<(SoftMaskNet, Vec<f32>)> {
     let adam = || AdamConfig::new().with_epsilon(1e-8).init();
     let mut masked = match mode {
@@ -221,7 +195,7 @@ fn train(
     for epoch in 0..args.epochs {
         let (mut total, mut examples) = (0.0, 0usize);
         let order = Shuffle::Seeded(args.seed + 100 + epoch as u64);
-        for batch in data.batches(BATCH_SIZE, order, vocab, &args.device)? {
+        for batch in data.batches(BATCH_SIZE, order, vocab, device)? {
             let batch = batch?;
             let n = batch.dims()[0];
             let loss = binary_cross_entropy(model.forward(batch.input_ids, None)?, batch.labels)?;
