@@ -25,9 +25,7 @@
 //! after each domain, `log.jsonl`, `importance/` and `checkpoints/` (the last
 //! one a Hugging Face folder `SoftMaskBert::from_pretrained` loads).
 
-use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -179,7 +177,7 @@ impl Args {
     fn method_config(&self) -> Result<MethodConfig> {
         let base = match &self.config_file {
             None => MethodConfig::preset(&self.method)?,
-            Some(path) => read_config(path)?,
+            Some(path) => MethodConfig::load(path)?,
         };
         let mut fields = to_json(&base)?;
         let given = to_json(&self.options)?;
@@ -204,40 +202,6 @@ fn to_json(value: &impl Serialize) -> Result<Value> {
     serde_json::to_value(value).map_err(|e| Error::InvalidConfig(format!("as JSON: {e}")))
 }
 
-/// The method configuration in the JSON file `path`, every field named
-/// (`importance_batch_size` may be left out) and none unknown.
-///
-/// # Errors
-///
-/// [`Error::Io`] for an unreadable file, [`Error::InvalidConfig`] naming the
-/// file for one that is not a method configuration.
-fn read_config(path: &Path) -> Result<MethodConfig> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let bad = |what: String| {
-        Error::InvalidConfig(format!(
-            "--config {} is not a method configuration: {what}",
-            path.display()
-        ))
-    };
-    let config: MethodConfig = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    // serde passes over fields it does not know: a misspelt optional one
-    // would go unnoticed.
-    let known = to_json(&config)?;
-    let file: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    if let Some(name) = file
-        .as_object()
-        .into_iter()
-        .flat_map(|o| o.keys())
-        .find(|k| known.get(k.as_str()).is_none())
-    {
-        return Err(bad(format!("unknown field `{name}`")));
-    }
-    Ok(config)
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     match args.method_config() {
@@ -245,36 +209,6 @@ fn main() -> ExitCode {
         Err(e) => common::exit(Err(e), 2),
         Ok(config) => common::exit(run(&args, config), 1),
     }
-}
-
-/// Writes `json` to `out/config.json` atomically (a temporary file, synced,
-/// renamed over it), creating `out`. A `config.json` there of another
-/// configuration is refused: it describes the run already in the folder.
-fn save_config(out: &Path, config: &MethodConfig, json: &str) -> Result<()> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Error::Io { path, source }
-    };
-    std::fs::create_dir_all(out).map_err(io(out))?;
-    let path = out.join("config.json");
-    if let Ok(old) = std::fs::read_to_string(&path)
-        && serde_json::from_str::<MethodConfig>(&old).ok().as_ref() != Some(config)
-    {
-        return Err(Error::InvalidConfig(format!(
-            "{} records another configuration: the run in that folder resumes only with the \
-             same options; choose another --out for a new run",
-            path.display()
-        )));
-    }
-    let tmp = out.join(format!(".config.json.tmp{}", std::process::id()));
-    let written = File::create(&tmp)
-        .and_then(|mut f| f.write_all(json.as_bytes()).and_then(|()| f.sync_all()))
-        .map_err(io(&tmp));
-    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, &path).map_err(io(&path))) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    Ok(())
 }
 
 /// At most `max` chunks, spread over the whole side.
@@ -291,9 +225,10 @@ fn cap(chunks: Vec<Vec<u32>>, max: usize) -> Vec<Vec<u32>> {
 fn run(args: &Args, method: MethodConfig) -> Result<()> {
     let started = std::time::Instant::now();
     method.validate()?;
-    let json = serde_json::to_string_pretty(&method)
-        .map_err(|e| Error::InvalidConfig(format!("the configuration as JSON: {e}")))?;
-    eprintln!("configuration (saved as config.json in the run folder):\n{json}");
+    eprintln!(
+        "configuration (saved as config.json in the run folder):\n{}",
+        method.to_json()?
+    );
     let device = open_device(&args.device)?.autodiff();
     // The MLM head of a checkpoint without one is drawn from this seed, so a
     // resumed run starts from the same base model.
@@ -344,7 +279,6 @@ fn run(args: &Args, method: MethodConfig) -> Result<()> {
         method.steps_per_domain,
         method.batch_size
     );
-    save_config(&args.out, &method, &format!("{json}\n"))?;
     let mut trainer = ContinualTrainer::new(method, collate, &args.out)?
         .with_observer(Box::new(Progress::new(10)));
     let outcome = trainer.run(model, &domains, general.as_deref(), args.resume)?;

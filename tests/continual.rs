@@ -43,6 +43,12 @@ fn every_method_runs_and_writes_its_results() {
         );
         let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
         assert_eq!(csv, m.to_csv());
+        // The effective configuration, which --config reads back.
+        assert_eq!(
+            MethodConfig::load(out.join("config.json")).unwrap(),
+            quick(name),
+            "{name}"
+        );
         // The log has every step, the base evaluation and one per domain.
         let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
         let count = |event: &str| log.matches(&format!("\"event\":\"{event}\"")).count();

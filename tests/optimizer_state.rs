@@ -399,6 +399,18 @@ fn resume_refuses_checkpoints_that_do_not_belong_to_the_run() {
     // resume is tests/resume.rs's, alone in its binary).
     let resumed = resume(&out).unwrap();
     assert_eq!(resumed.results.after.len(), 2);
+    // The log says where the run resumed.
+    let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"event\":\"resume\""))
+        .unwrap();
+    assert!(
+        line.contains("\"domain\":\"alpha\"")
+            && line.contains("\"step\":2")
+            && line.contains("000-0000002"),
+        "{line}"
+    );
     std::fs::remove_dir_all(out).unwrap();
 }
 

@@ -104,6 +104,7 @@ impl OptimizerKind {
 /// # Ok::<(), softmask::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MethodConfig {
     /// The preset this configuration started from (a label in results).
     pub name: String,
@@ -247,6 +248,59 @@ impl MethodConfig {
         })
     }
 
+    /// The configuration in the JSON file `path` (as a run folder's
+    /// `config.json`): every field named (`importance_batch_size` may be
+    /// left out), none unknown. Not validated: call
+    /// [`validate`](Self::validate).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] for an unreadable file, [`Error::CorruptFile`] naming
+    /// the file and the field for one that is not a method configuration.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use softmask::continual::MethodConfig;
+    ///
+    /// let path = std::env::temp_dir().join(format!("das-{}.json", std::process::id()));
+    /// let mut das = MethodConfig::preset("das")?;
+    /// das.steps_per_domain = 50;
+    /// das.save(&path)?;
+    /// assert_eq!(MethodConfig::load(&path)?, das);
+    /// # std::fs::remove_file(path).ok();
+    /// # Ok::<(), softmask::Error>(())
+    /// ```
+    pub fn load(path: impl AsRef<std::path::Path>) -> Result<MethodConfig> {
+        let path = path.as_ref();
+        let bytes = crate::io::read(path)?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::CorruptFile {
+            path: path.to_path_buf(),
+            reason: format!("not a method configuration ({e})"),
+        })
+    }
+
+    /// Writes the configuration as pretty JSON to `path`, atomically.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the file cannot be written.
+    pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        crate::io::write_atomic(path.as_ref(), self.to_json()?.as_bytes())
+    }
+
+    /// The configuration as pretty JSON.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Serialization`] should serde fail (it does not for this type).
+    pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string_pretty(self).map_err(|e| Error::Serialization {
+            what: "the method configuration".into(),
+            reason: e.to_string(),
+        })
+    }
+
     /// Chunks per importance (and Fisher) batch.
     pub fn importance_batch(&self) -> usize {
         self.importance_batch_size.unwrap_or(self.batch_size)
@@ -381,6 +435,23 @@ mod tests {
             err.contains("importance_batch_size must be at least 1"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_configuration_file_round_trips_and_unknown_fields_are_named() {
+        let dir = std::env::temp_dir().join(format!("method-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.json");
+        let mut c = MethodConfig::preset("ewc").unwrap();
+        c.lr = 3e-4;
+        c.save(&path).unwrap();
+        assert_eq!(MethodConfig::load(&path).unwrap(), c);
+        let mut json = serde_json::to_value(&c).unwrap();
+        json["learning_rate"] = serde_json::json!(1e-3);
+        std::fs::write(&path, json.to_string()).unwrap();
+        let e = MethodConfig::load(&path).unwrap_err().to_string();
+        assert!(e.contains("unknown field `learning_rate`"), "{e}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

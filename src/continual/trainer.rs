@@ -55,7 +55,8 @@ pub struct Outcome<M> {
 /// Everything random is drawn from the method's seed, the domain and the step,
 /// so a run resumed from a checkpoint ends exactly as one never interrupted.
 ///
-/// The run folder holds `log.jsonl`, `importance/*.safetensors`,
+/// The run folder holds `config.json` (the method's configuration, which
+/// [`MethodConfig::load`] reads), `log.jsonl`, `importance/*.safetensors`,
 /// `checkpoints/`, and at the end `results.json`, `results.csv`,
 /// `results.md` and SVG pictures.
 pub struct ContinualTrainer<C> {
@@ -292,6 +293,7 @@ impl<C> ContinualTrainer<C> {
                     path: importance_dir.clone(),
                     source,
                 })?;
+                self.config.save(self.out.join("config.json"))?;
                 let base = self.held_out(&model, domains, general, &device)?;
                 self.notify(&mut log, |o| {
                     o.on_eval("base", &columns(general.is_some(), &names), &base)
