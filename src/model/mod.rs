@@ -8,6 +8,7 @@ pub mod bert;
 mod dropout;
 mod gelu;
 mod mlp;
+mod weights;
 
 pub use bert::{BertBatch, BertConfig, HeadMaskLayout, SoftMaskBert};
 pub use dropout::{Dropout, DropoutConfig};

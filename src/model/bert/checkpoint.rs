@@ -3,56 +3,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::module::{Param, ParamId};
-use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
-use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use burn::tensor::Device;
 
 use super::layers::{BertEmbeddings, BertLayer, BertMlmHead};
 use super::{BertConfig, HeadMaskLayout, SoftMaskBert};
 use crate::error::{Error, Result};
-use crate::io::{HostTensor, TensorFile, to_host};
+use crate::io::{HostTensor, TensorFile};
 use crate::model::DropoutConfig;
-
-/// Where parameters come from while building.
-trait Source {
-    /// A tensor of PyTorch shape `shape` named `name` (without prefix).
-    fn tensor(&mut self, name: &str, shape: &[usize], init: Init) -> Result<HostTensor>;
-}
-
-/// How a parameter is initialised when it is not loaded (Hugging Face's BERT init).
-#[derive(Clone, Copy)]
-enum Init {
-    Normal,
-    Zeros,
-    Ones,
-}
-
-/// Fresh parameters, drawn on the device.
-struct Fresh<'a> {
-    device: &'a Device,
-}
-
-impl Source for Fresh<'_> {
-    fn tensor(&mut self, _name: &str, shape: &[usize], init: Init) -> Result<HostTensor> {
-        let n: usize = shape.iter().product();
-        let values = match init {
-            Init::Zeros => vec![0.0; n],
-            Init::Ones => vec![1.0; n],
-            Init::Normal => {
-                to_host(Tensor::<1>::random(
-                    [n],
-                    Distribution::Normal(0.0, 0.02),
-                    &self.device.clone().inner(),
-                ))?
-                .values
-            }
-        };
-        Ok(HostTensor {
-            shape: shape.to_vec(),
-            values,
-        })
-    }
-}
+use crate::model::weights::{Fresh, Init, Names, Source, Weights};
 
 /// Parameters from a checkpoint, with an optional `bert.` prefix; the MLM head
 /// falls back to fresh ones when the file has none.
@@ -60,7 +18,7 @@ struct Checkpoint<'a> {
     file: TensorFile,
     path: &'a Path,
     prefix: &'static str,
-    fresh: Fresh<'a>,
+    fresh: Fresh,
     head_missing: bool,
 }
 
@@ -86,89 +44,17 @@ impl Source for Checkpoint<'_> {
     }
 }
 
-fn param<const D: usize>(t: HostTensor, device: &Device) -> Param<Tensor<D>> {
-    let tensor = Tensor::<D>::from_data(TensorData::new(t.values, t.shape), device);
-    let tensor = if device.is_autodiff() {
-        tensor.require_grad()
-    } else {
-        tensor
-    };
-    Param::initialized(ParamId::new(), tensor)
-}
-
-fn build(config: &BertConfig, src: &mut dyn Source, device: &Device) -> Result<SoftMaskBert> {
+/// The model from `vb`: Hugging Face's `embeddings`, `encoder.layer.N` and
+/// `cls.predictions`, in that order (the order fresh weights are drawn in).
+fn build(config: &BertConfig, vb: &Weights) -> Result<SoftMaskBert> {
     if let Err(e) = config.validate() {
         return Err(Error::InvalidConfig(e));
     }
-    let (h, i) = (config.hidden_size, config.intermediate_size);
-    let embedding = |src: &mut dyn Source, name: &str, rows: usize| -> Result<Embedding> {
-        Ok(Embedding {
-            weight: param(src.tensor(name, &[rows, h], Init::Normal)?, device),
-        })
-    };
-    let linear = |src: &mut dyn Source, name: &str, d_in: usize, d_out: usize| -> Result<Linear> {
-        let w = src.tensor(&format!("{name}.weight"), &[d_out, d_in], Init::Normal)?;
-        let b = src.tensor(&format!("{name}.bias"), &[d_out], Init::Zeros)?;
-        Ok(Linear {
-            weight: param(w.transposed(), device),
-            bias: Some(param(b, device)),
-        })
-    };
-    let layer_norm = |src: &mut dyn Source, name: &str| -> Result<LayerNorm> {
-        let mut ln = LayerNormConfig::new(h)
-            .with_epsilon(config.layer_norm_eps)
-            .init(device);
-        ln.gamma = param(
-            src.tensor(&format!("{name}.weight"), &[h], Init::Ones)?,
-            device,
-        );
-        ln.beta = Some(param(
-            src.tensor(&format!("{name}.bias"), &[h], Init::Zeros)?,
-            device,
-        ));
-        Ok(ln)
-    };
-    let hidden_dropout = || DropoutConfig::new(config.hidden_dropout_prob).init();
-    let embeddings = BertEmbeddings {
-        word_embeddings: embedding(src, "embeddings.word_embeddings.weight", config.vocab_size)?,
-        position_embeddings: embedding(
-            src,
-            "embeddings.position_embeddings.weight",
-            config.max_position_embeddings,
-        )?,
-        token_type_embeddings: embedding(
-            src,
-            "embeddings.token_type_embeddings.weight",
-            config.type_vocab_size,
-        )?,
-        layer_norm: layer_norm(src, "embeddings.LayerNorm")?,
-        dropout: hidden_dropout()?,
-    };
-    let mut layers = Vec::with_capacity(config.num_hidden_layers);
-    for l in 0..config.num_hidden_layers {
-        let p = format!("encoder.layer.{l}");
-        layers.push(BertLayer {
-            query: linear(src, &format!("{p}.attention.self.query"), h, h)?,
-            key: linear(src, &format!("{p}.attention.self.key"), h, h)?,
-            value: linear(src, &format!("{p}.attention.self.value"), h, h)?,
-            attention_output: linear(src, &format!("{p}.attention.output.dense"), h, h)?,
-            attention_layer_norm: layer_norm(src, &format!("{p}.attention.output.LayerNorm"))?,
-            intermediate: linear(src, &format!("{p}.intermediate.dense"), h, i)?,
-            output: linear(src, &format!("{p}.output.dense"), i, h)?,
-            output_layer_norm: layer_norm(src, &format!("{p}.output.LayerNorm"))?,
-            attention_dropout: DropoutConfig::new(config.attention_probs_dropout_prob).init()?,
-            hidden_dropout: hidden_dropout()?,
-            heads: config.num_attention_heads,
-        });
-    }
-    let mlm = BertMlmHead {
-        transform: linear(src, "cls.predictions.transform.dense", h, h)?,
-        layer_norm: layer_norm(src, "cls.predictions.transform.LayerNorm")?,
-        bias: param(
-            src.tensor("cls.predictions.bias", &[config.vocab_size], Init::Zeros)?,
-            device,
-        ),
-    };
+    let embeddings = BertEmbeddings::load(&vb.pp("embeddings"), config)?;
+    let layers = (0..config.num_hidden_layers)
+        .map(|l| BertLayer::load(&vb.pp(format!("encoder.layer.{l}")), config))
+        .collect::<Result<Vec<_>>>()?;
+    let mlm = BertMlmHead::load(&vb.pp("cls.predictions"), config)?;
     Ok(SoftMaskBert {
         embeddings,
         layers,
@@ -178,12 +64,17 @@ fn build(config: &BertConfig, src: &mut dyn Source, device: &Device) -> Result<S
     })
 }
 
-impl BertConfig {
-    /// A randomly initialised model (Hugging Face's init: normal(0, 0.02)
-    /// weights, zero biases, LayerNorm ones and zeros).
-    pub fn init(&self, device: &Device) -> Result<SoftMaskBert> {
-        build(self, &mut Fresh { device }, device)
-    }
+/// A randomly initialised model for `config` (Hugging Face's init).
+pub(super) fn fresh(config: &BertConfig, device: &Device) -> Result<SoftMaskBert> {
+    build(
+        config,
+        &Weights::new(
+            Fresh {
+                device: device.clone(),
+            },
+            device,
+        ),
+    )
 }
 
 impl SoftMaskBert {
@@ -226,14 +117,16 @@ impl SoftMaskBert {
         let head_missing = !file
             .tensors
             .contains_key("cls.predictions.transform.dense.weight");
-        let mut src = Checkpoint {
+        let src = Checkpoint {
             file,
             path,
             prefix,
-            fresh: Fresh { device },
+            fresh: Fresh {
+                device: device.clone(),
+            },
             head_missing,
         };
-        build(config, &mut src, device)
+        build(config, &Weights::new(src, device))
     }
 
     /// Saves a Hugging Face checkpoint folder, `config.json` and
@@ -258,70 +151,12 @@ impl SoftMaskBert {
     /// exactly what [`save_safetensors`](Self::save_safetensors) writes.
     pub fn named_tensors(&self) -> Result<BTreeMap<String, HostTensor>> {
         let mut tensors = BTreeMap::new();
-        let mut put = |name: String, t: HostTensor| {
-            tensors.insert(name, t);
-        };
-        let e = &self.embeddings;
-        put(
-            "bert.embeddings.word_embeddings.weight".into(),
-            to_host(e.word_embeddings.weight.val())?,
-        );
-        put(
-            "bert.embeddings.position_embeddings.weight".into(),
-            to_host(e.position_embeddings.weight.val())?,
-        );
-        put(
-            "bert.embeddings.token_type_embeddings.weight".into(),
-            to_host(e.token_type_embeddings.weight.val())?,
-        );
-        let mut linears: Vec<(String, &Linear)> = Vec::new();
-        let mut norms: Vec<(String, &LayerNorm)> =
-            vec![("bert.embeddings.LayerNorm".into(), &e.layer_norm)];
+        let mut names = Names::new(&mut tensors);
+        self.embeddings.save(&mut names.pp("bert.embeddings"))?;
         for (l, layer) in self.layers.iter().enumerate() {
-            let p = format!("bert.encoder.layer.{l}");
-            norms.extend([
-                (
-                    format!("{p}.attention.output.LayerNorm"),
-                    &layer.attention_layer_norm,
-                ),
-                (format!("{p}.output.LayerNorm"), &layer.output_layer_norm),
-            ]);
-            linears.extend([
-                (format!("{p}.attention.self.query"), &layer.query),
-                (format!("{p}.attention.self.key"), &layer.key),
-                (format!("{p}.attention.self.value"), &layer.value),
-                (
-                    format!("{p}.attention.output.dense"),
-                    &layer.attention_output,
-                ),
-                (format!("{p}.intermediate.dense"), &layer.intermediate),
-                (format!("{p}.output.dense"), &layer.output),
-            ]);
+            layer.save(&mut names.pp(format!("bert.encoder.layer.{l}")))?;
         }
-        norms.push((
-            "cls.predictions.transform.LayerNorm".into(),
-            &self.mlm.layer_norm,
-        ));
-        linears.push((
-            "cls.predictions.transform.dense".into(),
-            &self.mlm.transform,
-        ));
-        for (name, ln) in norms {
-            put(format!("{name}.weight"), to_host(ln.gamma.val())?);
-            if let Some(b) = &ln.beta {
-                put(format!("{name}.bias"), to_host(b.val())?);
-            }
-        }
-        for (name, lin) in linears {
-            put(
-                format!("{name}.weight"),
-                to_host(lin.weight.val())?.transposed(),
-            );
-            if let Some(b) = &lin.bias {
-                put(format!("{name}.bias"), to_host(b.val())?);
-            }
-        }
-        put("cls.predictions.bias".into(), to_host(self.mlm.bias.val())?);
+        self.mlm.save(&mut names.pp("cls.predictions"))?;
         Ok(tensors)
     }
 

@@ -2,8 +2,10 @@
 
 use std::path::Path;
 
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
+use super::model::SoftMaskBert;
 use crate::error::{Error, Result};
 use crate::io;
 use crate::limits::{MAX_LAYERS, MAX_TOKEN_ID, check_parameter_count};
@@ -216,5 +218,17 @@ impl BertConfig {
         self.hidden_dropout_prob = p;
         self.attention_probs_dropout_prob = p;
         self
+    }
+}
+
+impl BertConfig {
+    /// A randomly initialised model (Hugging Face's init: normal(0, 0.02)
+    /// weights, zero biases, LayerNorm ones and zeros).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a configuration that does not validate.
+    pub fn init(&self, device: &Device) -> Result<SoftMaskBert> {
+        super::checkpoint::fresh(self, device)
     }
 }
