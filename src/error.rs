@@ -125,6 +125,10 @@ pub enum Error {
         reason: String,
     },
 
+    /// A tensor could not be read back from its device to the host.
+    #[error("a tensor could not be read back from its device: {0}")]
+    ReadBack(String),
+
     /// A tensor that a weights file must hold is missing from it.
     #[error("missing tensor {name:?} in {path}")]
     MissingTensor {

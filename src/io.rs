@@ -66,13 +66,13 @@ pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
 ///
 /// # Errors
 ///
-/// [`Error::InvalidConfig`] when the backend cannot read the tensor back.
+/// [`Error::ReadBack`] when the backend cannot read the tensor back.
 pub fn to_host<const D: usize>(tensor: Tensor<D>) -> Result<HostTensor> {
     let data = tensor.into_data().convert::<f32>();
     let shape = data.shape().to_vec();
     let values = data
         .try_into_vec::<f32>()
-        .map_err(|e| Error::InvalidConfig(format!("a tensor cannot be read back: {e:?}")))?;
+        .map_err(|e| Error::ReadBack(format!("{e:?}")))?;
     Ok(HostTensor { shape, values })
 }
 
@@ -240,7 +240,10 @@ impl TensorFile {
         let mut views = Vec::with_capacity(bytes.len());
         for ((name, data), t) in bytes.iter().zip(self.tensors.values()) {
             let view = TensorView::new(Dtype::F32, t.shape.clone(), data).map_err(|e| {
-                Error::InvalidConfig(format!("tensor {name:?} cannot be written: {e}"))
+                Error::Serialization {
+                    what: format!("tensor {name:?}"),
+                    reason: e.to_string(),
+                }
             })?;
             views.push((name.as_str(), view));
         }

@@ -274,8 +274,12 @@ impl<M: ContinualModel<B>, B> Plugin<M, B> for EwcPlugin {
     }
 
     fn restore(&mut self, dir: &Path, device: &Device) -> Result<()> {
-        let file = io::TensorFile::load(&dir.join(EWC_FILE))?;
-        self.ewc = Ewc::from_host(file.tensors, device)?;
+        let path = dir.join(EWC_FILE);
+        let file = io::TensorFile::load(&path)?;
+        self.ewc = Ewc::from_host(file.tensors, device).map_err(|e| Error::CorruptFile {
+            path,
+            reason: e.to_string(),
+        })?;
         Ok(())
     }
 }

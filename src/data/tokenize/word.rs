@@ -119,8 +119,10 @@ impl WordTokenizer {
             words: self.words.clone(),
             unknown: self.unknown.map(|id| self.words[id as usize].clone()),
         };
-        let json = serde_json::to_vec_pretty(&file)
-            .map_err(|e| Error::InvalidConfig(format!("vocabulary cannot be serialised: {e}")))?;
+        let json = serde_json::to_vec_pretty(&file).map_err(|e| Error::Serialization {
+            what: "the vocabulary".into(),
+            reason: e.to_string(),
+        })?;
         io::write_atomic(path.as_ref(), &json)
     }
 

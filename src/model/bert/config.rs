@@ -85,8 +85,11 @@ impl BertConfig {
 
     /// Writes the configuration as `config.json` (atomically).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let mut value = serde_json::to_value(self)
-            .map_err(|e| Error::InvalidConfig(format!("config cannot be serialised: {e}")))?;
+        let serialise = |e: serde_json::Error| Error::Serialization {
+            what: "the BERT configuration".into(),
+            reason: e.to_string(),
+        };
+        let mut value = serde_json::to_value(self).map_err(serialise)?;
         if let Some(map) = value.as_object_mut() {
             map.insert("model_type".into(), "bert".into());
             map.insert(
@@ -94,8 +97,7 @@ impl BertConfig {
                 serde_json::json!(["BertForMaskedLM"]),
             );
         }
-        let text = serde_json::to_vec_pretty(&value)
-            .map_err(|e| Error::InvalidConfig(format!("config cannot be serialised: {e}")))?;
+        let text = serde_json::to_vec_pretty(&value).map_err(serialise)?;
         io::write_atomic(path.as_ref(), &text)
     }
 
