@@ -24,7 +24,7 @@ use clap::builder::PossibleValuesParser;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use softmask::continual::{
-    BertMlmCollate, Collate, ContinualModel, OptimizerKind, contrastive_loss,
+    Collate, ContinualModel, MlmChunkCollate, OptimizerKind, contrastive_loss,
 };
 use softmask::{
     Accumulation, Gates, GradientSign, Importance, ImportanceEstimator, MaskMode, MlmLoss, Result,
@@ -79,7 +79,7 @@ fn run(args: &Args) -> Result<()> {
                 .collect()
         })
         .collect();
-    let collate = BertMlmCollate::new(103, 0, config.vocab_size, vec![0, 100, 101, 102, 103])?;
+    let collate = MlmChunkCollate::new(103, 0, config.vocab_size, vec![0, 100, 101, 102, 103])?;
     // A fixed importance in [0, 1).
     let layout = model.gate_layout();
     let values = layout

@@ -90,7 +90,7 @@ fn run(args: &Args) -> Result<()> {
         Accumulation::PerBatch,
         GradientSign::Absolute,
     )?;
-    let batcher = BertBatcher::new(tokenizer.clone(), config.vocab_size)?;
+    let batcher = BertTextBatcher::new(tokenizer.clone(), config.vocab_size)?;
     for texts in &batches {
         estimator.step(
             &model,
@@ -123,8 +123,8 @@ fn run(args: &Args) -> Result<()> {
     let mask_id = tokenizer
         .token_id("[MASK]")
         .ok_or_else(|| Error::InvalidConfig("the tokenizer has no [MASK] token".into()))?;
-    let collator = MlmCollator::new(mask_id, config.vocab_size, tokenizer.special_ids(), 0)?;
-    let mlm_batcher = BertBatcher::new(tokenizer, config.vocab_size)?.with_mlm(collator);
+    let collator = MlmMasker::new(mask_id, config.vocab_size, tokenizer.special_ids(), 0)?;
+    let mlm_batcher = BertTextBatcher::new(tokenizer, config.vocab_size)?.with_mlm(collator);
     let mut optim = SoftMaskedOptimizer::new(
         AdamConfig::new().init(),
         &importance,

@@ -33,7 +33,7 @@ use clap::{Args as ClapArgs, Parser};
 use serde::Serialize;
 use serde_json::Value;
 use softmask::continual::{
-    BertMlmCollate, ContinualTrainer, Domain, MethodConfig, OptimizerKind, PRESETS, Progress,
+    ContinualTrainer, Domain, MethodConfig, MlmChunkCollate, OptimizerKind, PRESETS, Progress,
     TokenizedDomain,
 };
 use softmask::{
@@ -242,7 +242,7 @@ fn run(args: &Args, method: MethodConfig) -> Result<()> {
             .token_id(t)
             .ok_or_else(|| Error::InvalidConfig(format!("the tokenizer has no {t} token")))
     };
-    let collate = BertMlmCollate::new(
+    let collate = MlmChunkCollate::new(
         id("[MASK]")?,
         id("[PAD]")?,
         config.vocab_size,

@@ -5,24 +5,40 @@
 //! damp the training of the important ones (DGA, arXiv 2301.08986; DAS,
 //! arXiv 2302.03241).
 //!
-//! The pipeline, one module per stage:
+//! # Architecture
 //!
+//! The layout is the pipeline, in floors; a module uses only the floors
+//! below it.
+//!
+//! 0. [`gate`], the ground floor: the contract a model implements to be
+//!    soft-masked ([`GateLayout`], [`Gates`], [`SoftMaskable`] with
+//!    [`Governed`], [`TokenCount`], [`Represent`]). Beside it the utilities
+//!    every floor may use: [`error`](Error), [`limits`], [`io`], [`device`].
 //! 1. [`data`]: text to ids ([`Tokenizer`], [`WordTokenizer`]), fixed-length
-//!    chunks ([`GroupedDataset`]), seeded `[batch, seq]` batches
-//!    ([`TokenBatch`]) and MLM masking ([`MlmCollator`]).
-//! 2. [`model`]: networks with per-unit gates ([`SoftMaskNet`], [`SoftMaskBert`];
-//!    any model via [`SoftMaskable`]).
+//!    chunks ([`GroupedDataset`]), seeded batches ([`LabelledBatch`]), MLM
+//!    masking ([`MlmMasker`]) and the seeded batch order
+//!    ([`data::sampling`]).
+//! 2. [`model`]: networks with per-unit gates ([`SoftMaskNet`],
+//!    [`SoftMaskBert`]), each block building itself from named weights.
 //! 3. [`importance`]: gate gradients of a proxy loss into [`Importance`]
 //!    ([`ImportanceEstimator`]).
 //! 4. [`mask`]: scale gradients ([`GradientSoftMasker`]) or updates
 //!    ([`UpdateSoftMasker`]) by `1 - I`, around any burn optimizer
-//!    ([`SoftMaskedOptimizer`]).
+//!    ([`SoftMaskedOptimizer`]), whose saved states are checked before they load.
+//! 5. [`continual`]: the fixed loop over a sequence of domains
+//!    ([`continual::ContinualTrainer`]), with evaluation, checkpoints and resume.
 //!
-//! 5. [`continual`]: the loop over a sequence of domains, with baselines,
-//!    evaluation, checkpoints and resume ([`continual::ContinualTrainer`]).
+//! Where new things go:
 //!
-//! [`io`] holds atomic writes and host copies, [`limits`] the bounds every
-//! size from a user or file is checked against.
+//! - **a model**: a folder under `model/` (as `model/bert/`), implementing
+//!   [`SoftMaskable`] and [`Represent`], and for the loop
+//!   [`continual::ContinualModel`] with a [`continual::Collate`] for its
+//!   batches; its blocks load with `model::weights` as BERT's do;
+//! - **a method** of the continual loop: a preset in `continual/method.rs`
+//!   and, if it changes training, a [`continual::Plugin`] in its own file of
+//!   `continual/` (as `contrastive.rs` and `ewc.rs`);
+//! - **an observer** (logs, dashboards): a [`continual::Observer`]; observers
+//!   only read.
 //!
 //! Nothing assumes a backend: tensors and modules carry none in burn 0.22, and
 //! the device picks it at run time. The cargo features `flex` and `ndarray`
@@ -71,9 +87,9 @@ pub mod mask;
 pub mod model;
 mod params;
 
-pub use data::batch::{Batches, Shuffle, TokenBatch, TokenBatcher};
+pub use data::batch::{Batches, LabelledBatch, LabelledBatcher, Shuffle};
 pub use data::group::{Example, GroupConfig, GroupedDataset};
-pub use data::mlm::{MaskedTokens, MlmCollator};
+pub use data::mlm::{MaskedTokens, MlmMasker};
 #[cfg(feature = "wordpiece")]
 pub use data::tokenize::{EncodedBatch, WordPieceTokenizer};
 pub use data::tokenize::{Tokenizer, UnknownWords, WordTokenizer, split_words};
@@ -89,7 +105,7 @@ pub use mask::{
     GradientSoftMasker, MaskMode, Snapshot, SoftMaskedOptimizer, UpdateSoftMasker, unit_movement,
 };
 #[cfg(feature = "wordpiece")]
-pub use model::bert::BertBatcher;
+pub use model::bert::BertTextBatcher;
 pub use model::{
     BertBatch, BertConfig, Dropout, DropoutConfig, HeadMaskLayout, SoftMaskBert, SoftMaskNet,
     SoftMaskNetConfig, binary_cross_entropy, check_token_ids, gelu,

@@ -76,9 +76,10 @@ fn zero_batch_size() {
 
 #[test]
 fn empty_or_ragged_batch() {
-    let err = TokenBatch::from_ids(&[], &[], 20, &device()).unwrap_err();
+    let err = LabelledBatch::from_ids(&[], &[], 20, &device()).unwrap_err();
     assert!(matches!(err, Error::BadBatch(_)), "{err}");
-    let err = TokenBatch::from_ids(&[vec![1, 2], vec![3]], &[0.0, 1.0], 20, &device()).unwrap_err();
+    let err =
+        LabelledBatch::from_ids(&[vec![1, 2], vec![3]], &[0.0, 1.0], 20, &device()).unwrap_err();
     assert!(err.to_string().contains("example 1 has 1 tokens"), "{err}");
 }
 
@@ -188,7 +189,7 @@ fn importance_whose_layer_sizes_do_not_match_the_model() {
     assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
     let mut est =
         ImportanceEstimator::new(wrong, Accumulation::PerBatch, GradientSign::Signed).unwrap();
-    let batch = TokenBatch::from_ids(&[vec![1, 2]], &[1.0], 20, &device).unwrap();
+    let batch = LabelledBatch::from_ids(&[vec![1, 2]], &[1.0], 20, &device).unwrap();
     let proxy = KlToModel::new(small_model(&device));
     let err = est.step(&model, &batch, &proxy).unwrap_err();
     assert!(matches!(err, Error::LayoutMismatch(_)), "{err}");
@@ -312,7 +313,7 @@ fn estimation_needs_an_autodiff_device() {
     let inner = device().inner();
     let model = small_model(&inner);
     let proxy = KlToModel::new(small_model(&inner));
-    let batch = TokenBatch::from_ids(&[vec![1, 2]], &[1.0], 20, &inner).unwrap();
+    let batch = LabelledBatch::from_ids(&[vec![1, 2]], &[1.0], 20, &inner).unwrap();
     let mut est = ImportanceEstimator::new(
         model.gate_layout(),
         Accumulation::PerBatch,
@@ -471,19 +472,19 @@ fn writing_into_a_missing_directory_fails_cleanly() {
 fn proxy_loss_that_ignores_the_gates_or_is_not_scalar() {
     let device = device();
     let model = small_model(&device);
-    let batch = TokenBatch::from_ids(&[vec![1, 2]], &[1.0], 20, &device).unwrap();
+    let batch = LabelledBatch::from_ids(&[vec![1, 2]], &[1.0], 20, &device).unwrap();
     let mut est = ImportanceEstimator::new(
         model.gate_layout(),
         Accumulation::PerBatch,
         GradientSign::Signed,
     )
     .unwrap();
-    let constant = |_: &SoftMaskNet, _: &Gates, b: &TokenBatch| -> Result<Tensor<1>> {
+    let constant = |_: &SoftMaskNet, _: &Gates, b: &LabelledBatch| -> Result<Tensor<1>> {
         Ok(b.labels.clone().sum())
     };
     let err = est.step(&model, &batch, &constant).unwrap_err();
     assert!(matches!(err, Error::MissingGradient(_)), "{err}");
-    let only_fc1 = |m: &SoftMaskNet, g: &Gates, b: &TokenBatch| -> Result<Tensor<1>> {
+    let only_fc1 = |m: &SoftMaskNet, g: &Gates, b: &LabelledBatch| -> Result<Tensor<1>> {
         let fc1_only = Gates::from_tensors(
             vec![
                 g.tensors()[0].clone(),
@@ -498,7 +499,7 @@ fn proxy_loss_that_ignores_the_gates_or_is_not_scalar() {
         matches!(&err, Error::MissingGradient(m) if m.contains("fc2")),
         "{err}"
     );
-    let vector = |m: &SoftMaskNet, g: &Gates, b: &TokenBatch| -> Result<Tensor<1>> {
+    let vector = |m: &SoftMaskNet, g: &Gates, b: &LabelledBatch| -> Result<Tensor<1>> {
         Ok(m.forward(b.input_ids.clone(), Some(g))?
             .reshape([1])
             .repeat_dim(0, 2))
@@ -579,7 +580,7 @@ fn token_ids_past_what_burn_can_hold_are_refused_on_the_host() {
     let device = device();
     let big = 1u32 << 31;
     // Before: a panic in burn's i64 -> i32 conversion, whatever the vocabulary.
-    let err = TokenBatch::from_ids(&[vec![1, big]], &[1.0], usize::MAX, &device).unwrap_err();
+    let err = LabelledBatch::from_ids(&[vec![1, big]], &[1.0], usize::MAX, &device).unwrap_err();
     assert!(
         matches!(err, Error::TokenOutOfVocab { id, vocab_size }
             if id == i64::from(big) && vocab_size == softmask::limits::MAX_TOKEN_ID as usize + 1),
@@ -606,7 +607,7 @@ fn token_ids_past_what_burn_can_hold_are_refused_on_the_host() {
     assert!(matches!(err, Error::TokenOutOfVocab { .. }), "{err}");
     // The largest id that fits is accepted.
     let top = softmask::limits::MAX_TOKEN_ID;
-    let batch = TokenBatch::from_ids(&[vec![top]], &[1.0], usize::MAX, &device).unwrap();
+    let batch = LabelledBatch::from_ids(&[vec![top]], &[1.0], usize::MAX, &device).unwrap();
     let ids = batch
         .input_ids
         .into_data()
@@ -644,7 +645,7 @@ fn layout_messages_show_shapes_and_name_the_right_parties() {
     let mut est =
         ImportanceEstimator::new(other.clone(), Accumulation::PerBatch, GradientSign::Signed)
             .unwrap();
-    let batch = TokenBatch::from_ids(&[vec![1, 2]], &[1.0], 20, &device).unwrap();
+    let batch = LabelledBatch::from_ids(&[vec![1, 2]], &[1.0], 20, &device).unwrap();
     let proxy = KlToModel::new(small_model(&device));
     let err = est.step(&model, &batch, &proxy).unwrap_err();
     assert_eq!(

@@ -557,7 +557,7 @@ mod minilm {
             let device = device.inner();
             let (model, config) = SoftMaskBert::from_pretrained(&dir, &device).unwrap();
             assert_eq!((config.num_hidden_layers, config.hidden_size), (6, 384));
-            let batcher = BertBatcher::new(tok.clone(), config.vocab_size).unwrap();
+            let batcher = BertTextBatcher::new(tok.clone(), config.vocab_size).unwrap();
             let b = batcher.batch_texts(&fx.sentences, &device).unwrap();
             assert_eq!(
                 values_i64(b.input_ids.clone()),
@@ -593,11 +593,11 @@ mod minilm {
     fn batcher_masks_for_mlm() {
         let Some(dir) = folder() else { return };
         let tok = WordPieceTokenizer::from_file(dir.join("tokenizer.json"), 16).unwrap();
-        let mlm = MlmCollator::new(103, 30522, tok.special_ids(), 1)
+        let mlm = MlmMasker::new(103, 30522, tok.special_ids(), 1)
             .unwrap()
             .with_probability(0.5)
             .unwrap();
-        let batcher = BertBatcher::new(tok, 30522).unwrap().with_mlm(mlm);
+        let batcher = BertTextBatcher::new(tok, 30522).unwrap().with_mlm(mlm);
         let (_, device) = devices().remove(0);
         let b = burn::data::dataloader::batcher::Batcher::batch(
             &batcher,

@@ -196,7 +196,7 @@ fn freezing_a_never_used_model_leaves_the_original_trainable() {
             .init(&device)
             .unwrap();
         let frozen_copy = frozen(&model);
-        let batch = TokenBatch::from_ids(&[vec![1, 2, 3]], &[1.0], 10, &device).unwrap();
+        let batch = LabelledBatch::from_ids(&[vec![1, 2, 3]], &[1.0], 10, &device).unwrap();
         let loss = binary_cross_entropy(
             model.forward(batch.input_ids.clone(), None).unwrap(),
             batch.labels.clone(),

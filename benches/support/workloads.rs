@@ -56,7 +56,7 @@ pub struct Setup {
     /// Always `Some` between iterations (taken by value for the plain step).
     pub model: Option<SoftMaskNet>,
     pub proxy: KlToModel<SoftMaskNet>,
-    pub batch: TokenBatch,
+    pub batch: LabelledBatch,
     pub importance: Importance,
     pub plain: ModuleOptimizer,
     pub masked: Option<SoftMaskedOptimizer>,
@@ -86,7 +86,7 @@ impl Workload {
             })
             .collect();
         let labels: Vec<f32> = (0..self.batch).map(|i| (i % 2) as f32).collect();
-        let batch = TokenBatch::from_ids(&ids, &labels, self.vocab, device)?;
+        let batch = LabelledBatch::from_ids(&ids, &labels, self.vocab, device)?;
         let layout = model.gate_layout();
         let values = layout
             .specs()

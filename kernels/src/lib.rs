@@ -32,6 +32,7 @@ mod dropout;
 #[cfg(feature = "flex")]
 mod flex;
 mod math;
+pub mod reference;
 
 pub use adamw::{FusedAdamW, FusedAdamWConfig, InvalidHyperParameter};
 pub use dropout::dropout_mask;

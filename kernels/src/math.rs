@@ -281,15 +281,7 @@ multiversion!(
 mod tests {
     use super::*;
 
-    fn erf64(x: f64) -> f64 {
-        // Taylor series, converges well for |x| ≤ 3.
-        let (mut term, mut sum) = (x, x);
-        for n in 1..200 {
-            term *= -x * x / n as f64;
-            sum += term / (2 * n + 1) as f64;
-        }
-        sum * 2.0 / std::f64::consts::PI.sqrt()
-    }
+    use crate::reference::erf as erf64;
 
     #[test]
     fn exp_is_within_two_ulps_on_gelus_range() {

@@ -13,7 +13,7 @@ use crate::importance::Importance;
 /// Norms below this are clamped, as PyTorch's `cosine_similarity` does.
 const EPS: f32 = 1e-8;
 
-/// The DAS contrastive loss (METHOD.md §3).
+/// The DAS contrastive loss (docs/method.md §3).
 ///
 /// `z1` and `z2` are two dropout views of the same batch, `z3` the view with
 /// the accumulated importance applied as forward gates. For each row `i` of

@@ -12,7 +12,7 @@ use crate::importance::estimate::{Accumulation, GradientSign};
 use crate::mask::MaskMode;
 
 /// A control that keeps the amount of damping of the real mask and drops the
-/// choice of units (METHOD.md §2).
+/// choice of units (docs/method.md §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Control {

@@ -1,17 +1,22 @@
 //! Continual: pre-training through a sequence of domains, protecting what
-//! the model knew (DAS, METHOD.md §3), with baselines, evaluation and resume.
+//! the model knew (DAS, docs/method.md §3), with baselines, evaluation and resume.
 //!
 //! 1. [`domain`]: named corpora, split into training and held-out text, and
 //!    cut into token chunks.
 //! 2. [`objective`]: what a model needs for the loop ([`ContinualModel`]) and
 //!    how rows become batches ([`Collate`]); [`SoftMaskBert`](crate::SoftMaskBert)
-//!    implements both with MLM.
+//!    implements both with MLM ([`MlmChunkCollate`]).
 //! 3. [`method`]: the presets (`ncl`, `dga`, `das`, `ewc`, the two controls)
-//!    and every option.
-//! 4. [`contrastive`], [`ewc`]: DAS's knowledge-integration loss, EWC's penalty.
-//! 5. [`trainer`]: the fixed loop ([`ContinualTrainer`]).
-//! 6. [`eval`]: the result matrix, forgetting, backward transfer, gain.
-//! 7. [`checkpoint`], [`observe`], [`plot`]: resume, hooks and logs, pictures.
+//!    and every option, as one serialisable [`MethodConfig`].
+//! 4. [`trainer`]: the fixed loop ([`ContinualTrainer`]), which calls
+//!    [`apply`] (estimate, accumulate and apply importance), [`eval`]
+//!    (held-out losses into [`results`]), [`checkpoint`] (save, check,
+//!    restore) and the method's [`plugin`]s.
+//! 5. [`plugin`]: a method's additions to the loop; [`contrastive`] (DAS's
+//!    knowledge-integration term) and [`ewc`] are plugins. A new method is a
+//!    new plugin file here.
+//! 6. [`observe`]: read-only hooks, the JSONL log and progress bars; [`plot`]:
+//!    pictures.
 
 pub mod apply;
 pub mod checkpoint;
@@ -33,7 +38,7 @@ pub use contrastive::contrastive_loss;
 pub use domain::{Domain, TokenizedDomain};
 pub use ewc::{Ewc, EwcPlugin, FisherAccumulator};
 pub use method::{Control, MethodConfig, OptimizerKind, PRESETS};
-pub use objective::{BertMlmCollate, Collate, ContinualModel};
+pub use objective::{Collate, ContinualModel, MlmChunkCollate};
 pub use observe::{JsonlLog, Observer, Progress, StepEvent};
 pub use plugin::{DomainEnd, DomainStart, Plugin};
 pub use results::{ResultMatrix, Summary};

@@ -5,12 +5,10 @@ use std::path::Path;
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
 
-use crate::data::mlm::{MaskedTokens, MlmCollator};
+use crate::data::mlm::{MaskedTokens, MlmMasker};
 use crate::data::sampling::mix;
 use crate::error::{Error, Result};
-use crate::gate::Gates;
-use crate::gate::Represent;
-use crate::gate::SoftMaskable;
+use crate::gate::{Gates, Represent, SoftMaskable};
 use crate::importance::estimate::model_device;
 use crate::model::{BertBatch, SoftMaskBert};
 
@@ -52,10 +50,14 @@ pub trait Collate<B> {
     fn collate(&self, rows: &[Vec<u32>], seed: u64, device: &Device) -> Result<B>;
 }
 
-/// MLM batches for [`SoftMaskBert`]: rows padded to the longest, 15% of the
-/// non-special tokens selected (80% `[MASK]`, 10% random, 10% kept).
+/// Token chunks to MLM batches for [`SoftMaskBert`], the continual loop's
+/// way from a domain's chunks to batches: rows padded to the longest, 15% of
+/// the non-special tokens selected by an [`MlmMasker`] seeded per batch (80%
+/// `[MASK]`, 10% random, 10% kept). Texts take
+/// `softmask::model::bert::BertTextBatcher`, which masks with the same
+/// [`MlmMasker`].
 #[derive(Debug, Clone)]
-pub struct BertMlmCollate {
+pub struct MlmChunkCollate {
     mask_id: u32,
     pad_id: u32,
     vocab_size: usize,
@@ -63,26 +65,26 @@ pub struct BertMlmCollate {
     probability: f64,
 }
 
-impl BertMlmCollate {
-    /// A collator for a model of `vocab_size` ids.
+impl MlmChunkCollate {
+    /// A collate for a model of `vocab_size` ids.
     ///
     /// # Errors
     ///
-    /// As [`MlmCollator::new`]: an id out of the vocabulary is refused.
+    /// As [`MlmMasker::new`]: an id out of the vocabulary is refused.
     pub fn new(
         mask_id: u32,
         pad_id: u32,
         vocab_size: usize,
         special_ids: Vec<u32>,
     ) -> Result<Self> {
-        MlmCollator::new(mask_id, vocab_size, special_ids.clone(), 0)?;
+        MlmMasker::new(mask_id, vocab_size, special_ids.clone(), 0)?;
         if pad_id as usize >= vocab_size {
             return Err(Error::TokenOutOfVocab {
                 id: i64::from(pad_id),
                 vocab_size,
             });
         }
-        Ok(BertMlmCollate {
+        Ok(MlmChunkCollate {
             mask_id,
             pad_id,
             vocab_size,
@@ -95,7 +97,7 @@ impl BertMlmCollate {
 /// The random stream that picks the token of a batch where none was drawn.
 const LABEL_ONE: u64 = 0x1abe1;
 
-impl BertMlmCollate {
+impl MlmChunkCollate {
     /// A batch in which no token was drawn (a single short chunk, or one
     /// made mostly of special tokens) would have no MLM loss; one eligible
     /// token, chosen from the seed, is then masked, so the batch counts.
@@ -133,7 +135,7 @@ impl BertMlmCollate {
     }
 }
 
-impl Collate<BertBatch> for BertMlmCollate {
+impl Collate<BertBatch> for MlmChunkCollate {
     fn collate(&self, rows: &[Vec<u32>], seed: u64, device: &Device) -> Result<BertBatch> {
         let seq = rows.iter().map(Vec::len).max().unwrap_or(0);
         let ids: Vec<Vec<u32>> = rows
@@ -148,7 +150,7 @@ impl Collate<BertBatch> for BertMlmCollate {
             .iter()
             .map(|r| (0..seq).map(|i| u32::from(i < r.len())).collect())
             .collect();
-        let mut mlm = MlmCollator::new(
+        let mut mlm = MlmMasker::new(
             self.mask_id,
             self.vocab_size,
             self.special_ids.clone(),
@@ -226,12 +228,12 @@ mod tests {
     fn a_batch_where_no_token_was_drawn_gets_exactly_one() {
         let device = crate::device::cpu_device("flex").unwrap();
         let specials = vec![0, 101, 102, 103];
-        let collate = BertMlmCollate::new(103, 0, 300, specials.clone()).unwrap();
+        let collate = MlmChunkCollate::new(103, 0, 300, specials.clone()).unwrap();
         // Three eligible tokens: the 15 % draw selects none for most seeds.
         let rows = vec![vec![101, 200, 201, 202, 102]];
         let (mut filled, mut drawn) = (0, 0);
         for seed in 0..40 {
-            let plain = MlmCollator::new(103, 300, specials.clone(), seed)
+            let plain = MlmMasker::new(103, 300, specials.clone(), seed)
                 .unwrap()
                 .mask(&rows, &[vec![1; 5]])
                 .unwrap();

@@ -1,8 +1,7 @@
 //! Trainer: the fixed continual loop — importance, soft-masked training,
 //! evaluation, checkpoints — over a sequence of domains. What the loop calls
-//! lives beside it: [`apply`](super::apply) (importance),
-//! [`eval`](super::eval), [`checkpoint`](super::checkpoint), the methods'
-//! [`plugin`](super::plugin)s, and [`sampling`](crate::data::sampling).
+//! lives beside it: `apply` (importance), `eval`, `checkpoint`, the methods'
+//! plugins ([`Plugin`]), and [`sampling`](crate::data::sampling).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -41,7 +40,7 @@ pub struct Outcome<M> {
     pub importance: Option<Importance>,
 }
 
-/// The continual loop over domains (METHOD.md §3), configured by a
+/// The continual loop over domains (docs/method.md §3), configured by a
 /// [`MethodConfig`], for any model that implements [`ContinualModel`].
 ///
 /// Per domain: accumulate the saved importances (element-wise max of the

@@ -12,7 +12,7 @@ use crate::limits::MAX_TOKEN_ID;
 
 /// A batch of examples on a device.
 #[derive(Debug, Clone)]
-pub struct TokenBatch {
+pub struct LabelledBatch {
     /// Token ids, `[batch, seq]`.
     pub input_ids: Tensor<2, Int>,
     /// Labels, `[batch, 1]`, as the notebook's `BCELoss` expects.
@@ -21,7 +21,7 @@ pub struct TokenBatch {
     pub real_tokens: usize,
 }
 
-impl TokenBatch {
+impl LabelledBatch {
     /// Builds a batch from raw ids (`[batch][seq]`) and labels, checking that
     /// the batch is non-empty and rectangular and every id is below
     /// `vocab_size`. All tokens count as real.
@@ -36,7 +36,7 @@ impl TokenBatch {
         labels: &[f32],
         vocab_size: usize,
         device: &Device,
-    ) -> Result<TokenBatch> {
+    ) -> Result<LabelledBatch> {
         if ids.len() != labels.len() {
             return Err(Error::BadBatch(format!(
                 "{} rows of ids but {} labels",
@@ -53,7 +53,7 @@ impl TokenBatch {
                 label,
             })
             .collect();
-        TokenBatcher::new(vocab_size).batch_examples(&examples, device)
+        LabelledBatcher::new(vocab_size).batch_examples(&examples, device)
     }
 
     /// Batch size and sequence length.
@@ -85,17 +85,17 @@ pub(crate) fn id_bound(vocab_size: usize) -> usize {
     vocab_size.min(MAX_TOKEN_ID as usize + 1)
 }
 
-/// Stacks [`Example`]s into a [`TokenBatch`], checking ids against the
+/// Stacks [`Example`]s into a [`LabelledBatch`], checking ids against the
 /// vocabulary on the host, before any tensor is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TokenBatcher {
+pub struct LabelledBatcher {
     vocab_size: usize,
 }
 
-impl TokenBatcher {
+impl LabelledBatcher {
     /// A batcher that rejects ids at or above `vocab_size`.
-    pub fn new(vocab_size: usize) -> TokenBatcher {
-        TokenBatcher { vocab_size }
+    pub fn new(vocab_size: usize) -> LabelledBatcher {
+        LabelledBatcher { vocab_size }
     }
 
     /// Stacks examples into a batch.
@@ -104,7 +104,7 @@ impl TokenBatcher {
     ///
     /// [`Error::BadBatch`] for no examples or examples of different lengths,
     /// [`Error::TokenOutOfVocab`] for an id past the vocabulary.
-    pub fn batch_examples(&self, items: &[Example], device: &Device) -> Result<TokenBatch> {
+    pub fn batch_examples(&self, items: &[Example], device: &Device) -> Result<LabelledBatch> {
         let first = items
             .first()
             .ok_or_else(|| Error::BadBatch("no examples".into()))?;
@@ -128,7 +128,7 @@ impl TokenBatcher {
             real_tokens += e.real_len.min(seq);
         }
         let b = items.len();
-        Ok(TokenBatch {
+        Ok(LabelledBatch {
             input_ids: Tensor::from_data(TensorData::new(ids, [b, seq]), device),
             labels: Tensor::from_data(TensorData::new(labels, [b, 1]), device),
             real_tokens,
@@ -136,8 +136,8 @@ impl TokenBatcher {
     }
 }
 
-impl Batcher<Example, Result<TokenBatch>> for TokenBatcher {
-    fn batch(&self, items: Vec<Example>, device: &Device) -> Result<TokenBatch> {
+impl Batcher<Example, Result<LabelledBatch>> for LabelledBatcher {
+    fn batch(&self, items: Vec<Example>, device: &Device) -> Result<LabelledBatch> {
         self.batch_examples(&items, device)
     }
 }
@@ -155,7 +155,7 @@ pub enum Shuffle {
 /// An iterator over the batches of one pass through a [`GroupedDataset`].
 pub struct Batches<'a> {
     dataset: &'a GroupedDataset,
-    batcher: TokenBatcher,
+    batcher: LabelledBatcher,
     order: Vec<usize>,
     batch_size: usize,
     next: usize,
@@ -198,7 +198,7 @@ impl GroupedDataset {
         }
         Ok(Batches {
             dataset: self,
-            batcher: TokenBatcher::new(vocab_size),
+            batcher: LabelledBatcher::new(vocab_size),
             order,
             batch_size,
             next: 0,
@@ -218,7 +218,7 @@ impl Batches<'_> {
 }
 
 impl Iterator for Batches<'_> {
-    type Item = Result<TokenBatch>;
+    type Item = Result<LabelledBatch>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let idx = self
@@ -235,7 +235,7 @@ impl Iterator for Batches<'_> {
     }
 }
 
-impl crate::gate::TokenCount for TokenBatch {
+impl crate::gate::TokenCount for LabelledBatch {
     fn token_count(&self) -> usize {
         self.real_tokens
     }

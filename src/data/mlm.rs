@@ -24,9 +24,9 @@ pub struct MaskedTokens {
 /// # Example
 ///
 /// ```
-/// use softmask::MlmCollator;
+/// use softmask::MlmMasker;
 ///
-/// let mut mlm = MlmCollator::new(103, 30522, vec![0, 101, 102, 103], 7)?;
+/// let mut mlm = MlmMasker::new(103, 30522, vec![0, 101, 102, 103], 7)?;
 /// let ids = vec![vec![101, 2000, 2001, 2002, 102, 0]];
 /// let mask = vec![vec![1, 1, 1, 1, 1, 0]];
 /// let masked = mlm.mask(&ids, &mask)?;
@@ -37,7 +37,7 @@ pub struct MaskedTokens {
 /// # Ok::<(), softmask::Error>(())
 /// ```
 #[derive(Debug)]
-pub struct MlmCollator {
+pub struct MlmMasker {
     mask_id: u32,
     vocab_size: usize,
     special_ids: Vec<u32>,
@@ -45,8 +45,8 @@ pub struct MlmCollator {
     rng: StdRng,
 }
 
-impl MlmCollator {
-    /// A collator with the standard 15% selection.
+impl MlmMasker {
+    /// A masker with the standard 15% selection.
     ///
     /// # Errors
     ///
@@ -56,14 +56,14 @@ impl MlmCollator {
         vocab_size: usize,
         special_ids: Vec<u32>,
         seed: u64,
-    ) -> Result<MlmCollator> {
+    ) -> Result<MlmMasker> {
         if mask_id as usize >= vocab_size {
             return Err(Error::TokenOutOfVocab {
                 id: i64::from(mask_id),
                 vocab_size,
             });
         }
-        Ok(MlmCollator {
+        Ok(MlmMasker {
             mask_id,
             vocab_size,
             special_ids,
@@ -73,7 +73,7 @@ impl MlmCollator {
     }
 
     /// Another selection probability, in `(0, 1]`.
-    pub fn with_probability(mut self, probability: f64) -> Result<MlmCollator> {
+    pub fn with_probability(mut self, probability: f64) -> Result<MlmMasker> {
         if !(probability > 0.0 && probability <= 1.0) {
             return Err(Error::InvalidConfig(format!(
                 "MLM probability must lie in (0, 1], got {probability}"
@@ -143,12 +143,12 @@ mod tests {
             })
             .collect();
         let mask: Vec<Vec<u32>> = ids.iter().map(|r| r.iter().map(|_| 1).collect()).collect();
-        let mut a = MlmCollator::new(3, 2000, vec![0, 1, 2, 3], 5).unwrap();
+        let mut a = MlmMasker::new(3, 2000, vec![0, 1, 2, 3], 5).unwrap();
         let MaskedTokens {
             input_ids: inputs,
             labels,
         } = a.mask(&ids, &mask).unwrap();
-        let again = MlmCollator::new(3, 2000, vec![0, 1, 2, 3], 5)
+        let again = MlmMasker::new(3, 2000, vec![0, 1, 2, 3], 5)
             .unwrap()
             .mask(&ids, &mask)
             .unwrap();
@@ -188,10 +188,10 @@ mod tests {
 
     #[test]
     fn bad_inputs() {
-        assert!(MlmCollator::new(10, 10, vec![], 0).is_err());
-        let m = MlmCollator::new(1, 10, vec![], 0).unwrap();
+        assert!(MlmMasker::new(10, 10, vec![], 0).is_err());
+        let m = MlmMasker::new(1, 10, vec![], 0).unwrap();
         assert!(m.with_probability(0.0).is_err());
-        let mut m = MlmCollator::new(1, 10, vec![], 0).unwrap();
+        let mut m = MlmMasker::new(1, 10, vec![], 0).unwrap();
         assert!(m.mask(&[vec![1, 2]], &[vec![1]]).is_err());
     }
 }

@@ -51,7 +51,7 @@ pub enum GradientSign {
 /// let proxy = KlToModel::new(duplicate);
 ///
 /// let ids = [vec![1, 2, 3, 4], vec![5, 6, 7, 8]];
-/// let batch = TokenBatch::from_ids(&ids, &[0.0, 1.0], model.vocab_size(), &device)?;
+/// let batch = LabelledBatch::from_ids(&ids, &[0.0, 1.0], model.vocab_size(), &device)?;
 /// let mut estimator = ImportanceEstimator::new(
 ///     model.gate_layout(), Accumulation::Cumulative, GradientSign::Signed)?;
 /// estimator.step(&model, &batch, &proxy)?;

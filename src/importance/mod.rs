@@ -1,10 +1,11 @@
 //! Importance: how much each unit (neuron, attention head) matters.
 //!
-//! 1. [`gates`]: per-unit multipliers a model applies to its gated layers.
-//! 2. [`proxy`]: the loss whose gate gradients define importance.
-//! 3. [`estimate`]: gate gradients over batches into raw importance.
-//! 4. [`Importance`] (this module): the values as plain host data,
+//! 1. [`proxy`]: the loss whose gate gradients define importance.
+//! 2. [`estimate`]: gate gradients over batches into raw importance.
+//! 3. [`Importance`] (this module): the values as plain host data,
 //!    normalised, saved, loaded and maxed across domains.
+//!
+//! The gates themselves are the ground floor's ([`crate::gate`]).
 
 pub mod estimate;
 pub mod proxy;

@@ -5,9 +5,8 @@ use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 
 use super::MaskPlan;
+use super::masker::{Gradient, SoftMasker};
 use crate::error::Result;
-use crate::gate::SoftMaskable;
-use crate::importance::Importance;
 
 /// Multiplies, between `backward` and `optimizer.step`, the gradient of every
 /// parameter a gate governs by `1 - importance` of the unit it feeds.
@@ -27,49 +26,16 @@ use crate::importance::Importance;
 /// let importance = Importance::zeros(&model.gate_layout())?; // e.g. from ImportanceEstimator
 /// let masker = GradientSoftMasker::new(&importance, &model)?;
 ///
-/// let batch = TokenBatch::from_ids(&[vec![1, 2, 3]], &[1.0], model.vocab_size(), &device)?;
+/// let batch = LabelledBatch::from_ids(&[vec![1, 2, 3]], &[1.0], model.vocab_size(), &device)?;
 /// let loss = binary_cross_entropy(model.forward(batch.input_ids.clone(), None)?, batch.labels)?;
 /// let mut grads = GradientsParams::from_grads(loss.backward(), &model);
 /// masker.apply(&model, &mut grads)?;
 /// let model = SgdConfig::new().init().step(0.1, model, grads);
 /// # Ok::<(), softmask::Error>(())
 /// ```
-#[derive(Debug, Clone)]
-pub struct GradientSoftMasker {
-    plan: MaskPlan,
-}
+pub type GradientSoftMasker = SoftMasker<Gradient>;
 
-impl GradientSoftMasker {
-    /// A masker for `model` with (normalised) `importance`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::LayoutMismatch`](crate::Error::LayoutMismatch) when the importance
-    /// does not fit the model's gates, [`Error::NonFinite`](crate::Error::NonFinite)
-    /// or [`Error::InvalidConfig`](crate::Error::InvalidConfig) for values
-    /// outside `[0, 1]`, shape errors when a governed parameter does not have
-    /// the units its gate claims.
-    pub fn new<M: Module + SoftMaskable>(
-        importance: &Importance,
-        model: &M,
-    ) -> Result<GradientSoftMasker> {
-        Ok(GradientSoftMasker {
-            plan: MaskPlan::new(importance, model)?,
-        })
-    }
-
-    /// The same masker, also damping every parameter no gate governs (word
-    /// embeddings, an LM head, LayerNorms) by a constant `c` in `[0, 1]`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for `c` outside `[0, 1]`.
-    pub fn with_ungoverned_damping(self, c: f64) -> Result<GradientSoftMasker> {
-        Ok(GradientSoftMasker {
-            plan: self.plan.with_ungoverned_damping(c)?,
-        })
-    }
-
+impl SoftMasker<Gradient> {
     /// Masks the governed gradients in `grads`.
     ///
     /// # Errors

@@ -15,12 +15,14 @@
 //!   (the example `continual_pretrain` measures it on the notebook).
 
 mod gradient;
+mod masker;
 mod movement;
 mod optimizer;
 mod state;
 mod update;
 
 pub use gradient::GradientSoftMasker;
+pub use masker::{Gradient, SoftMasker, Update};
 pub use movement::unit_movement;
 pub use optimizer::{MaskMode, SoftMaskedOptimizer};
 pub(crate) use state::load_checked;

@@ -3,6 +3,7 @@
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 
+use super::MaskPlan;
 use super::state::load_checked;
 use crate::error::{Error, Result};
 use crate::gate::SoftMaskable;
@@ -39,6 +40,30 @@ enum Masker {
     Update(UpdateSoftMasker),
 }
 
+impl Masker {
+    /// The masker of `mode` over `plan`.
+    fn new(plan: MaskPlan, mode: MaskMode) -> Masker {
+        match mode {
+            MaskMode::Gradient => Masker::Gradient(GradientSoftMasker::from_plan(plan)),
+            MaskMode::Update => Masker::Update(UpdateSoftMasker::from_plan(plan)),
+        }
+    }
+
+    fn mode(&self) -> MaskMode {
+        match self {
+            Masker::Gradient(_) => MaskMode::Gradient,
+            Masker::Update(_) => MaskMode::Update,
+        }
+    }
+
+    fn into_plan(self) -> MaskPlan {
+        match self {
+            Masker::Gradient(m) => m.plan,
+            Masker::Update(m) => m.plan,
+        }
+    }
+}
+
 /// Any burn optimizer with a soft-mask around its step.
 ///
 /// # Example
@@ -54,7 +79,7 @@ enum Masker {
 /// let adam = AdamConfig::new().with_epsilon(1e-8).init();
 /// let mut optim = SoftMaskedOptimizer::new(adam, &importance, &model, MaskMode::Update)?;
 ///
-/// let batch = TokenBatch::from_ids(&[vec![1, 2, 3]], &[1.0], model.vocab_size(), &device)?;
+/// let batch = LabelledBatch::from_ids(&[vec![1, 2, 3]], &[1.0], model.vocab_size(), &device)?;
 /// let loss = binary_cross_entropy(model.forward(batch.input_ids.clone(), None)?, batch.labels)?;
 /// let grads = GradientsParams::from_grads(loss.backward(), &model);
 /// optim.step(0.003, &mut model, grads)?;
@@ -75,13 +100,9 @@ impl SoftMaskedOptimizer {
         model: &M,
         mode: MaskMode,
     ) -> Result<SoftMaskedOptimizer> {
-        let masker = match mode {
-            MaskMode::Gradient => Masker::Gradient(GradientSoftMasker::new(importance, model)?),
-            MaskMode::Update => Masker::Update(UpdateSoftMasker::new(importance, model)?),
-        };
         Ok(SoftMaskedOptimizer {
             optim,
-            masker,
+            masker: Masker::new(MaskPlan::new(importance, model)?, mode),
             params: ParamTable::of(model),
         })
     }
@@ -94,13 +115,11 @@ impl SoftMaskedOptimizer {
     ///
     /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for `c` outside `[0, 1]`.
     pub fn with_ungoverned_damping(self, c: f64) -> Result<SoftMaskedOptimizer> {
-        let masker = match self.masker {
-            Masker::Gradient(m) => Masker::Gradient(m.with_ungoverned_damping(c)?),
-            Masker::Update(m) => Masker::Update(m.with_ungoverned_damping(c)?),
-        };
+        let mode = self.masker.mode();
+        let plan = self.masker.into_plan().with_ungoverned_damping(c)?;
         Ok(SoftMaskedOptimizer {
             optim: self.optim,
-            masker,
+            masker: Masker::new(plan, mode),
             params: self.params,
         })
     }
@@ -124,10 +143,7 @@ impl SoftMaskedOptimizer {
 
     /// The mode in force.
     pub fn mode(&self) -> MaskMode {
-        match self.masker {
-            Masker::Gradient(_) => MaskMode::Gradient,
-            Masker::Update(_) => MaskMode::Update,
-        }
+        self.masker.mode()
     }
 
     /// One soft-masked step at learning rate `lr`, updating `model` in place.

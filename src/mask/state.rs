@@ -218,7 +218,7 @@ pub(crate) fn load_checked(
 /// let device = Device::default().autodiff();
 /// let model = SoftMaskNetConfig::new().init(&device)?;
 /// let mut optim = AdamConfig::new().init();
-/// let batch = TokenBatch::from_ids(&[vec![1, 2, 3]], &[1.0], model.vocab_size(), &device)?;
+/// let batch = LabelledBatch::from_ids(&[vec![1, 2, 3]], &[1.0], model.vocab_size(), &device)?;
 /// let loss = binary_cross_entropy(model.forward(batch.input_ids.clone(), None)?, batch.labels)?;
 /// let model = optim.step(1e-3, model.clone(), GradientsParams::from_grads(loss.backward(), &model));
 /// let saved = optim.into_bytes().map_err(|e| Error::InvalidConfig(format!("{e:?}")))?.to_vec();

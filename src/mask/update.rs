@@ -7,9 +7,8 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 
 use super::MaskPlan;
+use super::masker::{SoftMasker, Update};
 use crate::error::{Error, Result};
-use crate::gate::SoftMaskable;
-use crate::importance::Importance;
 
 /// Scales the *update* an optimizer makes to every governed parameter by
 /// `1 - importance`: `theta = theta_old + (1 - I) * (theta_new - theta_old)`.
@@ -30,17 +29,14 @@ use crate::importance::Importance;
 /// let masker = UpdateSoftMasker::new(&importance, &model)?;
 /// let mut optim = AdamConfig::new().init();
 ///
-/// let batch = TokenBatch::from_ids(&[vec![1, 2, 3]], &[1.0], model.vocab_size(), &device)?;
+/// let batch = LabelledBatch::from_ids(&[vec![1, 2, 3]], &[1.0], model.vocab_size(), &device)?;
 /// let loss = binary_cross_entropy(model.forward(batch.input_ids.clone(), None)?, batch.labels)?;
 /// let grads = GradientsParams::from_grads(loss.backward(), &model);
 /// let mut model = model;
 /// masker.step(&mut optim, 0.003, &mut model, grads)?;
 /// # Ok::<(), softmask::Error>(())
 /// ```
-#[derive(Debug, Clone)]
-pub struct UpdateSoftMasker {
-    plan: MaskPlan,
-}
+pub type UpdateSoftMasker = SoftMasker<Update>;
 
 /// The governed parameters' values before an optimizer step.
 #[derive(Debug, Clone)]
@@ -48,30 +44,7 @@ pub struct Snapshot {
     old: HashMap<ParamId, Tensor<1>>,
 }
 
-impl UpdateSoftMasker {
-    /// A masker for `model` with (normalised) `importance`; errors as
-    /// [`GradientSoftMasker::new`](crate::GradientSoftMasker::new).
-    pub fn new<M: Module + SoftMaskable>(
-        importance: &Importance,
-        model: &M,
-    ) -> Result<UpdateSoftMasker> {
-        Ok(UpdateSoftMasker {
-            plan: MaskPlan::new(importance, model)?,
-        })
-    }
-
-    /// The same masker, also damping every parameter no gate governs (word
-    /// embeddings, an LM head, LayerNorms) by a constant `c` in `[0, 1]`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for `c` outside `[0, 1]`.
-    pub fn with_ungoverned_damping(self, c: f64) -> Result<UpdateSoftMasker> {
-        Ok(UpdateSoftMasker {
-            plan: self.plan.with_ungoverned_damping(c)?,
-        })
-    }
-
+impl SoftMasker<Update> {
     /// Records the governed parameters before the optimizer step (no copy:
     /// tensors are shared until the optimizer writes new ones).
     pub fn snapshot<M: Module>(&self, model: &M) -> Snapshot {

@@ -34,16 +34,7 @@ mod tests {
         cdf + x * phi
     }
 
-    /// erf by its Taylor series (|x| ≤ 3 here: converges well within f64).
-    fn erf(x: f64) -> f64 {
-        let mut term = x;
-        let mut sum = x;
-        for n in 1..200 {
-            term *= -x * x / n as f64;
-            sum += term / (2 * n + 1) as f64;
-        }
-        sum * 2.0 / std::f64::consts::PI.sqrt()
-    }
+    use softmask_kernels::reference::erf;
 
     #[test]
     fn gradient_is_the_exact_derivative_on_every_device() {

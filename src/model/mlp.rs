@@ -9,7 +9,7 @@ use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::data::batch::TokenBatch;
+use crate::data::batch::LabelledBatch;
 use crate::error::{Error, Result};
 use crate::gate::{GateLayout, GateSpec, Gates};
 use crate::gate::{Governed, Represent, SoftMaskable};
@@ -332,8 +332,8 @@ impl SoftMaskable for SoftMaskNet {
     }
 }
 
-impl Represent<TokenBatch> for SoftMaskNet {
-    fn represent(&self, batch: &TokenBatch, gates: &Gates) -> Result<Tensor<3>> {
+impl Represent<LabelledBatch> for SoftMaskNet {
+    fn represent(&self, batch: &LabelledBatch, gates: &Gates) -> Result<Tensor<3>> {
         self.forward_representation(batch.input_ids.clone(), Some(gates))
     }
 }

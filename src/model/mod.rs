@@ -1,8 +1,11 @@
 //! Model: networks whose units carry gates.
 //!
-//! [`SoftMaskNet`] is the notebook's network; [`SoftMaskBert`] a gated BERT encoder. Any other model joins the pipeline
-//! by implementing [`SoftMaskable`](crate::SoftMaskable) (its gates and the
-//! parameters they govern) and, for the KL proxies, [`Represent`].
+//! [`SoftMaskNet`] is the notebook's network; [`SoftMaskBert`] a gated BERT
+//! encoder whose blocks build themselves from Hugging Face names. A new model
+//! goes here, in a folder of its own like `bert/`, and joins the pipeline by
+//! implementing the ground floor's contract ([`crate::gate`]: its gates, the
+//! parameters they govern, a representation for the KL proxies) and, for the
+//! continual loop, [`ContinualModel`](crate::continual::ContinualModel).
 
 pub mod bert;
 mod dropout;

@@ -9,10 +9,10 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::Deserialize;
 use softmask::continual::{
-    BertMlmCollate, ContinualTrainer, MethodConfig, Outcome, TokenizedDomain,
+    ContinualTrainer, MethodConfig, MlmChunkCollate, Outcome, TokenizedDomain,
 };
 use softmask::{
-    GateLayout, Importance, Result, SoftMaskBert, SoftMaskNet, SoftMaskNetConfig, TokenBatch,
+    GateLayout, Importance, LabelledBatch, Result, SoftMaskBert, SoftMaskNet, SoftMaskNetConfig,
 };
 
 /// Every device the crate is built for that runs here (CPU, and GPU devices
@@ -93,10 +93,10 @@ impl Fixture {
         model
     }
 
-    pub fn batch(&self, indices: &[usize], device: &Device) -> TokenBatch {
+    pub fn batch(&self, indices: &[usize], device: &Device) -> LabelledBatch {
         let ids: Vec<Vec<u32>> = indices.iter().map(|&i| self.chunks[i].clone()).collect();
         let labels: Vec<f32> = indices.iter().map(|&i| f32::from(self.labels[i])).collect();
-        TokenBatch::from_ids(&ids, &labels, self.config.vocab_size, device).unwrap()
+        LabelledBatch::from_ids(&ids, &labels, self.config.vocab_size, device).unwrap()
     }
 
     pub fn importance_of(&self, layout: &GateLayout, values: &[Vec<f32>]) -> Importance {
@@ -184,7 +184,7 @@ pub fn notebook_grads(model: &SoftMaskNet) -> burn::optim::GradientsParams {
     use burn::module::Module;
     let device = model.devices()[0].clone();
     let batch =
-        TokenBatch::from_ids(&[vec![1, 2, 3], vec![4, 5, 6]], &[1.0, 0.0], 20, &device).unwrap();
+        LabelledBatch::from_ids(&[vec![1, 2, 3], vec![4, 5, 6]], &[1.0, 0.0], 20, &device).unwrap();
     let loss = softmask::binary_cross_entropy(
         model.forward(batch.input_ids.clone(), None).unwrap(),
         batch.labels,
@@ -257,9 +257,9 @@ pub fn tiny(device: &Device) -> SoftMaskBert {
     SoftMaskBert::from_pretrained(tiny_dir(), device).unwrap().0
 }
 
-pub fn collate() -> BertMlmCollate {
+pub fn collate() -> MlmChunkCollate {
     // The fixture's ids: 0 pad, 2 a [CLS]-like id, 4 the [MASK]-like id.
-    BertMlmCollate::new(4, 0, 120, vec![0, 1, 2, 3, 4]).unwrap()
+    MlmChunkCollate::new(4, 0, 120, vec![0, 1, 2, 3, 4]).unwrap()
 }
 
 /// A domain of `chunks` training rows of 16 ids drawn from `lo..hi`.

@@ -1,4 +1,4 @@
-//! `BertBatcher`: texts to a `BertBatch`, as a burn `Batcher`.
+//! `BertTextBatcher`: texts to a `BertBatch`, as a burn `Batcher`.
 
 use std::sync::Mutex;
 
@@ -6,47 +6,47 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::Device;
 
 use super::BertBatch;
-use crate::data::mlm::MlmCollator;
+use crate::data::mlm::MlmMasker;
 use crate::data::tokenize::{Tokenizer, WordPieceTokenizer};
 use crate::error::{Error, Result};
 
 /// Tokenizes texts into a [`BertBatch`]: special tokens, truncation to the
 /// tokenizer's `max_length`, padding to the longest text, attention mask and
-/// token types; with an [`MlmCollator`], also the MLM inputs and labels.
+/// token types; with an [`MlmMasker`], also the MLM inputs and labels.
 ///
 /// Implements burn's `Batcher<String, Result<BertBatch>>`, so it plugs into a
 /// burn `DataLoader` over a dataset of texts.
 #[derive(Debug)]
-pub struct BertBatcher {
+pub struct BertTextBatcher {
     tokenizer: WordPieceTokenizer,
     vocab_size: usize,
-    mlm: Option<Mutex<MlmCollator>>,
+    mlm: Option<Mutex<MlmMasker>>,
 }
 
-impl BertBatcher {
+impl BertTextBatcher {
     /// A batcher for a model with `vocab_size` word embeddings.
     ///
     /// # Errors
     ///
     /// [`Error::LayoutMismatch`] when the tokenizer produces more ids than the
     /// model's vocabulary holds.
-    pub fn new(tokenizer: WordPieceTokenizer, vocab_size: usize) -> Result<BertBatcher> {
+    pub fn new(tokenizer: WordPieceTokenizer, vocab_size: usize) -> Result<BertTextBatcher> {
         if tokenizer.vocab_size() > vocab_size {
             return Err(Error::LayoutMismatch(format!(
                 "the tokenizer has {} ids, the model's vocabulary {vocab_size}",
                 tokenizer.vocab_size()
             )));
         }
-        Ok(BertBatcher {
+        Ok(BertTextBatcher {
             tokenizer,
             vocab_size,
             mlm: None,
         })
     }
 
-    /// Also select tokens for MLM with `collator` (seeded; one draw per batch, in order).
-    pub fn with_mlm(mut self, collator: MlmCollator) -> BertBatcher {
-        self.mlm = Some(Mutex::new(collator));
+    /// Also select tokens for MLM with `masker` (seeded; one draw per batch, in order).
+    pub fn with_mlm(mut self, masker: MlmMasker) -> BertTextBatcher {
+        self.mlm = Some(Mutex::new(masker));
         self
     }
 
@@ -55,10 +55,10 @@ impl BertBatcher {
         let e = self.tokenizer.encode_batch(texts)?;
         let (ids, labels) = match &self.mlm {
             Some(mlm) => {
-                let mut collator = mlm.lock().map_err(|_| {
-                    Error::InvalidConfig("the MLM collator was poisoned by a panic".into())
+                let mut masker = mlm.lock().map_err(|_| {
+                    Error::InvalidConfig("the MLM masker was poisoned by a panic".into())
                 })?;
-                let masked = collator.mask(&e.input_ids, &e.attention_mask)?;
+                let masked = masker.mask(&e.input_ids, &e.attention_mask)?;
                 (masked.input_ids, Some(masked.labels))
             }
             None => (e.input_ids, None),
@@ -74,7 +74,7 @@ impl BertBatcher {
     }
 }
 
-impl Batcher<String, Result<BertBatch>> for BertBatcher {
+impl Batcher<String, Result<BertBatch>> for BertTextBatcher {
     fn batch(&self, items: Vec<String>, device: &Device) -> Result<BertBatch> {
         self.batch_texts(&items, device)
     }

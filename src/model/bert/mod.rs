@@ -19,7 +19,7 @@ mod layers;
 mod model;
 
 #[cfg(feature = "wordpiece")]
-pub use batcher::BertBatcher;
+pub use batcher::BertTextBatcher;
 pub use config::BertConfig;
 pub use layers::{BertEmbeddings, BertLayer, BertMlmHead};
 pub use model::{BertBatch, HeadMaskLayout, SoftMaskBert};
