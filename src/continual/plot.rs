@@ -138,3 +138,48 @@ pub fn matrix_svg(m: &ResultMatrix) -> String {
 pub fn write_matrix(m: &ResultMatrix, path: &Path) -> Result<()> {
     io::write_atomic(path, matrix_svg(m).as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gate::{GateLayout, GateSpec};
+
+    #[test]
+    fn the_matrix_picture_labels_every_cell_and_shades_by_change() {
+        let mut m = ResultMatrix::new(
+            "das <x>",
+            true,
+            &["a".into(), "b".into()],
+            vec![2.0, 3.0, 4.0],
+        )
+        .unwrap();
+        m.push(vec![2.5, 1.0, 4.0]).unwrap();
+        let svg = matrix_svg(&m);
+        assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+        assert!(svg.trim_end().ends_with("</svg>"));
+        // The method's name escaped, every column and row named.
+        assert!(svg.contains("das &lt;x&gt;: held-out loss"));
+        for label in [">general<", ">a<", ">b<", ">base<", ">after a<"] {
+            assert!(svg.contains(label), "{label}");
+        }
+        // Each cell labelled with its loss: worse is red, better blue, equal white.
+        assert!(svg.contains(r##"fill="#ffd2d2" stroke="white"/><text x="185.0" y="96.2" font-size="12" font-family="sans-serif" text-anchor="middle">2.500</text>"##), "{svg}");
+        assert!(
+            svg.contains(r##"fill="#4c4cff""##),
+            "a gain of 2 is the darkest blue"
+        );
+        assert_eq!(svg.matches("<rect x=").count(), 6);
+    }
+
+    #[test]
+    fn the_importance_picture_has_a_cell_per_unit_from_white_to_dark_red() {
+        let layout = GateLayout::new(vec![GateSpec::new("heads", 2, 3)]);
+        let imp = Importance::new(&layout, vec![vec![0.0, 0.5, 1.0, 1.0, 0.0, 0.25]]).unwrap();
+        let svg = importance_svg(&imp);
+        assert!(svg.contains(">heads [2 x 3]<"));
+        assert_eq!(svg.matches("<rect x=").count(), 6);
+        assert!(svg.contains(r##"fill="#ffffff"><title>heads layer 0 unit 0: 0.000</title>"##));
+        assert!(svg.contains(r##"fill="#af0000"><title>heads layer 0 unit 2: 1.000</title>"##));
+        assert_eq!((heat(-1.0), heat(2.0)), (heat(0.0), heat(1.0)));
+    }
+}
