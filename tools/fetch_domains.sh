@@ -8,9 +8,9 @@
 #
 # DEST defaults to .cache/domains. Each corpus is a seeded sample of whole
 # files of about SOFTMASK_DOMAIN_BYTES bytes (default 2000000), written as
-# .txt files: the same packages give the same text. Needs apt-get (run
-# 'apt-get update' once if the package lists are empty), dpkg-deb and
-# python3; nothing is installed.
+# .txt files: the same packages give the same text. Needs apt-get (as root
+# it refreshes empty or stale package lists itself), dpkg-deb and python3;
+# nothing is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dest="${1:-.cache/domains}"
@@ -20,13 +20,24 @@ trap 'rm -rf "$tmp"' EXIT
 
 # The versioned packages behind the metapackages.
 resolve() { apt-cache depends "$1" 2>/dev/null | awk '/Depends:/ {print $2; exit}'; }
-kernel="$(resolve linux-doc)"
-python="$(resolve python3-doc)"
-if [ -z "$kernel" ] || [ -z "$python" ]; then
-  echo "apt-cache does not know linux-doc or python3-doc: run 'apt-get update' first" >&2
-  exit 1
+download() {
+  kernel="$(resolve linux-doc)"
+  python="$(resolve python3-doc)"
+  [ -n "$kernel" ] && [ -n "$python" ] &&
+    (cd "$tmp" && apt-get download -q "$kernel" "$python" fortunes)
+}
+# Empty or stale package lists (a version the mirror no longer serves) are
+# refreshed once, as root; others are told how.
+if ! download; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "refreshing the package lists (apt-get update) and trying again" >&2
+    apt-get update -q >/dev/null
+    download
+  else
+    echo "apt-get could not fetch linux-doc, python3-doc or fortunes: run 'apt-get update' first" >&2
+    exit 1
+  fi
 fi
-(cd "$tmp" && apt-get download -q "$kernel" "$python" fortunes)
 for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$tmp/root"; done
 
 python3 - "$tmp/root" "$dest" "$max_bytes" <<'PY'
