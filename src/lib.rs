@@ -13,7 +13,8 @@
 //! 0. [`gate`], the ground floor: the contract a model implements to be
 //!    soft-masked ([`GateLayout`], [`Gates`], [`SoftMaskable`] with
 //!    [`Governed`], [`TokenCount`], [`Represent`]). Beside it the utilities
-//!    every floor may use: [`error`](Error), [`limits`], [`io`], [`device`].
+//!    every floor may use: [`error`](Error), [`limits`], [`io`], [`device`],
+//!    and [`gguf`] (llama.cpp's model files, dequantized on demand).
 //! 1. [`data`]: text to ids ([`Tokenizer`], [`WordTokenizer`]), fixed-length
 //!    chunks ([`GroupedDataset`]), seeded batches ([`LabelledBatch`]), MLM
 //!    masking ([`MlmMasker`]) and the seeded batch order
@@ -80,6 +81,7 @@ pub mod data;
 pub mod device;
 mod error;
 pub mod gate;
+pub mod gguf;
 pub mod importance;
 pub mod io;
 pub mod limits;

@@ -29,6 +29,17 @@ pub const MAX_TOKEN_ID: u32 = i32::MAX as u32 - 1;
 /// correction raises the betas to the next step's count as an `i32`.
 pub const MAX_OPTIMIZER_STEPS: u64 = i32::MAX as u64 - 1;
 
+/// The most tensors, and the most metadata entries, a GGUF file may declare:
+/// 2¹⁶ (the largest published models have about a thousand tensors).
+pub const MAX_GGUF_ENTRIES: usize = 1 << 16;
+
+/// The most metadata values (array elements included) a GGUF file may hold:
+/// 2²², about thirty times a 128k-token vocabulary with its merges and types.
+pub const MAX_GGUF_VALUES: usize = 1 << 22;
+
+/// How deep GGUF metadata arrays may nest.
+pub const MAX_GGUF_NESTING: usize = 4;
+
 /// Adds up `terms` (each a product of sizes) with overflow checks and fails
 /// with [`Error::InvalidConfig`] naming `what` when the total exceeds
 /// [`MAX_PARAMETERS`].

@@ -3,9 +3,10 @@
 //!
 //! A few thousand mutations of a notebook model's weights, an importance file,
 //! a BERT checkpoint (`model.safetensors` and `config.json`), a word
-//! vocabulary, a FusedAdamW optimizer state (loaded, then stepped: never NaN
-//! in the model after a step that returned `Ok`) and a continual run's
-//! checkpoint manifest (resumed): bytes flipped, runs overwritten, the file
+//! vocabulary, a GGUF file (opened, every tensor read), a FusedAdamW
+//! optimizer state (loaded, then stepped: never NaN in the model after a step
+//! that returned `Ok`) and a continual run's checkpoint manifest (resumed):
+//! bytes flipped, runs overwritten, the file
 //! cut short or grown, and (for the safetensors header, the config and the
 //! manifest) numbers replaced by extreme ones, where the dangerous sizes live.
 
@@ -375,4 +376,37 @@ fn mutated_checkpoint_manifests_resume_or_give_a_typed_error() {
     assert!((1..1000).contains(&loaded), "{loaded} of 1000 resumed");
     std::fs::remove_dir_all(dir).unwrap();
     std::fs::remove_dir_all(template).unwrap();
+}
+
+#[test]
+fn mutated_gguf_files_open_or_give_a_typed_error() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf/tiny.gguf");
+    let original = std::fs::read(&path).unwrap();
+    let header_end = softmask::gguf::GgufFile::open(&path)
+        .unwrap()
+        .tensors()
+        .iter()
+        .map(|t| t.offset() as usize)
+        .min()
+        .unwrap();
+    let dir = temp_dir("fuzz-gguf");
+    let loaded = fuzz(
+        "gguf",
+        &original,
+        header_end,
+        &dir.join("m.gguf"),
+        3000,
+        8,
+        &|p| {
+            // Whatever opens reads every tensor, at the shape it claims.
+            let file = softmask::gguf::GgufFile::open(p)?;
+            for t in file.tensors() {
+                let read = file.read(&t.name)?;
+                assert_eq!(read.values.len(), read.shape.iter().product::<usize>());
+            }
+            Ok(())
+        },
+    );
+    assert!((1..3000).contains(&loaded), "{loaded} of 3000 opened");
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -1,0 +1,182 @@
+//! GGUF: every tensor type against llama.cpp's own Python package (gguf-py,
+//! tools/reference/gguf_fixtures.py), metadata of every type, and bad files
+//! refused with a typed error naming the problem.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use softmask::Error;
+use softmask::gguf::{GgmlType, GgufFile, GgufValue};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf/tiny.gguf")
+}
+
+#[derive(serde::Deserialize)]
+struct Expected {
+    shape: Vec<usize>,
+    values: Vec<f64>,
+}
+
+#[test]
+fn every_tensor_type_dequantizes_as_gguf_py_does() {
+    let file = GgufFile::open(fixture()).unwrap();
+    let text = std::fs::read_to_string(fixture().with_file_name("expected.json")).unwrap();
+    let expected: BTreeMap<String, Expected> = serde_json::from_str(&text).unwrap();
+    assert_eq!(expected.len(), 9);
+    for (name, want) in &expected {
+        let got = file.read(name).unwrap();
+        assert_eq!(got.shape, want.shape, "{name}");
+        assert_eq!(got.values.len(), want.values.len(), "{name}");
+        for (i, (g, w)) in got.values.iter().zip(&want.values).enumerate() {
+            // The same operations in the same order: equal to the bit.
+            assert_eq!(*g, *w as f32, "{name}[{i}]");
+        }
+    }
+    let kinds: Vec<GgmlType> = file.tensors().iter().map(|t| t.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            GgmlType::F32,
+            GgmlType::F16,
+            GgmlType::BF16,
+            GgmlType::Q8_0,
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q4K,
+            GgmlType::Q5K,
+            GgmlType::Q6K
+        ]
+    );
+}
+
+#[test]
+fn metadata_of_every_value_type_reads() {
+    let file = GgufFile::open(fixture()).unwrap();
+    let get = |k: &str| file.get(k).unwrap().clone();
+    assert_eq!(get("test.u8"), GgufValue::U8(200));
+    assert_eq!(get("test.i8"), GgufValue::I8(-100));
+    assert_eq!(get("test.u16"), GgufValue::U16(60000));
+    assert_eq!(get("test.i16"), GgufValue::I16(-30000));
+    assert_eq!(get("test.u32"), GgufValue::U32(4_000_000_000));
+    assert_eq!(get("test.i32"), GgufValue::I32(-2_000_000_000));
+    assert_eq!(get("test.f32"), GgufValue::F32(0.5));
+    assert_eq!(get("test.bool"), GgufValue::Bool(true));
+    assert_eq!(get("test.string").as_str(), Some("héllo ✓"));
+    assert_eq!(
+        get("test.array"),
+        GgufValue::Array(vec![
+            GgufValue::I32(1),
+            GgufValue::I32(2),
+            GgufValue::I32(3)
+        ])
+    );
+    assert_eq!(
+        get("test.strings"),
+        GgufValue::Array(vec![
+            GgufValue::String("a".into()),
+            GgufValue::String("bc".into())
+        ])
+    );
+    assert_eq!(get("test.u64"), GgufValue::U64(1 << 63));
+    assert_eq!(get("test.i64"), GgufValue::I64(-(1 << 62)));
+    assert_eq!(get("test.f64"), GgufValue::F64(0.1));
+    assert_eq!(get("test.u16").as_u64(), Some(60000));
+    assert_eq!(get("test.i8").as_u64(), None);
+    assert_eq!(get("test.i8").as_f64(), Some(-100.0));
+    let e = file.read("nope").unwrap_err();
+    assert!(matches!(e, Error::MissingTensor { .. }), "{e}");
+}
+
+/// The position of the first occurrence of `needle` in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len()).position(|w| w == needle).unwrap()
+}
+
+/// The reason `bytes`, written to a file, is refused for.
+fn refused(bytes: &[u8], tag: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("softmask-gguf-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.gguf");
+    std::fs::write(&path, bytes).unwrap();
+    let r = GgufFile::open(&path);
+    std::fs::remove_dir_all(&dir).unwrap();
+    match r {
+        Err(Error::CorruptFile { reason, .. }) => reason,
+        other => panic!("{tag}: expected a corrupt-file error, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_files_are_refused_naming_the_problem() {
+    let good = std::fs::read(fixture()).unwrap();
+    let patched = |at: usize, with: &[u8]| {
+        let mut b = good.clone();
+        b[at..at + with.len()].copy_from_slice(with);
+        b
+    };
+    assert!(refused(&patched(0, b"GGUG"), "magic").contains("no GGUF magic"));
+    for v in [1u32, 4, u32::MAX] {
+        let r = refused(&patched(4, &v.to_le_bytes()), "version");
+        assert!(r.contains(&format!("GGUF version {v}")), "{r}");
+    }
+    let r = refused(&patched(8, &(1u64 << 40).to_le_bytes()), "tensors");
+    assert!(r.contains("tensor count is 1099511627776"), "{r}");
+    let r = refused(&patched(16, &u64::MAX.to_le_bytes()), "kv");
+    assert!(r.contains("metadata count"), "{r}");
+    // The first key's length, far past the file.
+    let r = refused(&patched(24, &(1u64 << 50).to_le_bytes()), "key length");
+    assert!(
+        r.contains("more than the") && r.contains("bytes left"),
+        "{r}"
+    );
+    // A value type that does not exist.
+    let at = find(&good, b"test.u8") + 7;
+    let r = refused(&patched(at, &99u32.to_le_bytes()), "value type");
+    assert!(r.contains("test.u8: unknown value type 99"), "{r}");
+    // A tensor of a type softmask does not read, named.
+    let q4k = find(&good, b"q4_k") + 4; // n_dims, two dims, then the type
+    let r = refused(&patched(q4k + 4 + 16, &10u32.to_le_bytes()), "type");
+    assert!(r.contains("\"q4_k\" is of type Q2_K (id 10)"), "{r}");
+    let r = refused(&patched(q4k + 4 + 16, &1000u32.to_le_bytes()), "type id");
+    assert!(r.contains("unknown (id 1000)"), "{r}");
+    // Dimensions: none, too many, empty, rows not of whole blocks.
+    let r = refused(&patched(q4k, &0u32.to_le_bytes()), "n_dims");
+    assert!(r.contains("0 dimensions"), "{r}");
+    let r = refused(&patched(q4k + 4, &0u64.to_le_bytes()), "empty");
+    assert!(r.contains("no elements"), "{r}");
+    let r = refused(&patched(q4k + 4, &100u64.to_le_bytes()), "blocks");
+    assert!(
+        r.contains("rows of 100 values, not whole blocks of 256"),
+        "{r}"
+    );
+    let r = refused(&patched(q4k + 12, &(1u64 << 40).to_le_bytes()), "huge");
+    assert!(r.contains("more than 4294967296"), "{r}");
+    // Data outside the file, or not aligned.
+    let r = refused(
+        &patched(q4k + 4 + 16 + 4, &(1u64 << 20).to_le_bytes()),
+        "offset",
+    );
+    assert!(r.contains("lie outside the file's data"), "{r}");
+    let r = refused(&patched(q4k + 4 + 16 + 4, &7u64.to_le_bytes()), "align");
+    assert!(r.contains("not aligned to 32"), "{r}");
+    // Cut short anywhere before the last tensor's end (the rest is
+    // padding): refused, never a panic.
+    let end = GgufFile::open(fixture())
+        .unwrap()
+        .tensors()
+        .iter()
+        .map(|t| t.offset() + t.byte_len())
+        .max()
+        .unwrap() as usize;
+    assert_eq!(end, 4684);
+    for cut in (0..end).step_by(7) {
+        let r = refused(&good[..cut], "cut");
+        assert!(
+            ["truncated", "outside", "left", "holds"]
+                .iter()
+                .any(|w| r.contains(w)),
+            "{cut}: {r}"
+        );
+    }
+}
