@@ -180,3 +180,107 @@ fn bad_files_are_refused_naming_the_problem() {
         );
     }
 }
+
+/// SmolLM2-135M-Instruct, from `tools/fetch_smollm2.sh`; `None` (the test
+/// says it skips) without it.
+fn smollm2() -> Option<PathBuf> {
+    let dir = std::env::var_os("SOFTMASK_SMOLLM2_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/smollm2"));
+    let path = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if path.is_file() {
+        Some(path)
+    } else {
+        eprintln!(
+            "skipped: no SmolLM2 GGUF in {} (run tools/fetch_smollm2.sh)",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// The real file: its metadata, and one tensor of each type against gguf-py
+/// (the f64 sum and the edge values that `tools/reference/gguf_fixtures.py
+/// --smollm2` prints).
+#[test]
+fn smollm2_reads_as_gguf_py_reads_it() {
+    let Some(path) = smollm2() else { return };
+    let file = GgufFile::open(&path).unwrap();
+    assert_eq!(file.version(), 3);
+    assert_eq!(file.tensors().len(), 272);
+    let u = |k: &str| file.get(k).and_then(GgufValue::as_u64);
+    let s = |k: &str| file.get(k).and_then(GgufValue::as_str).map(str::to_string);
+    assert_eq!(s("general.architecture").as_deref(), Some("llama"));
+    assert_eq!(
+        [
+            u("llama.block_count"),
+            u("llama.embedding_length"),
+            u("llama.attention.head_count"),
+            u("llama.attention.head_count_kv"),
+            u("llama.feed_forward_length"),
+            u("tokenizer.ggml.bos_token_id"),
+            u("tokenizer.ggml.eos_token_id"),
+        ],
+        [30, 576, 9, 3, 1536, 1, 2].map(Some)
+    );
+    assert_eq!(
+        file.get("llama.rope.freq_base").and_then(GgufValue::as_f64),
+        Some(100000.0)
+    );
+    assert_eq!(s("tokenizer.ggml.model").as_deref(), Some("gpt2"));
+    assert_eq!(s("tokenizer.ggml.pre").as_deref(), Some("smollm"));
+    let len = |k: &str| file.get(k).and_then(GgufValue::as_array).map(<[_]>::len);
+    assert_eq!(len("tokenizer.ggml.tokens"), Some(49152));
+    assert_eq!(len("tokenizer.ggml.merges"), Some(48900));
+    for (name, kind, shape, sum, first, last) in [
+        (
+            "token_embd.weight",
+            GgmlType::Q8_0,
+            &[49152, 576][..],
+            -15353.04449415207,
+            [
+                -0.10654449462890625,
+                0.032978057861328125,
+                0.048198699951171875,
+            ],
+            -0.0417022705078125,
+        ),
+        (
+            "blk.0.attn_q.weight",
+            GgmlType::Q4_1,
+            &[576, 576][..],
+            59.22322082519531,
+            [-0.0963134765625, 0.1573486328125, -0.0963134765625],
+            -0.255859375,
+        ),
+        (
+            "blk.29.ffn_down.weight",
+            GgmlType::Q4_1,
+            &[576, 1536][..],
+            49.83570861816406,
+            [-0.2733154296875, 0.186279296875, 0.186279296875],
+            0.056640625,
+        ),
+        (
+            "output_norm.weight",
+            GgmlType::F32,
+            &[576][..],
+            1038.33203125,
+            [1.7578125, 1.8203125, 1.78125],
+            1.984375,
+        ),
+    ] {
+        assert_eq!(file.tensor_info(name).map(|t| t.kind), Some(kind), "{name}");
+        let t = file.read(name).unwrap();
+        let numel: usize = shape.iter().product();
+        assert_eq!(t.shape, shape, "{name}");
+        assert_eq!(t.values.len(), numel, "{name}");
+        assert_eq!(&t.values[..3], first.map(|v| v as f32), "{name}");
+        assert_eq!(t.values[numel - 1], last as f32, "{name}");
+        let got: f64 = t.values.iter().map(|&v| f64::from(v)).sum();
+        assert!(
+            (got - sum).abs() < 1e-6 * sum.abs().max(1.0),
+            "{name}: {got} vs {sum}"
+        );
+    }
+}

@@ -6,6 +6,7 @@ dequantized by gguf-py (llama.cpp's own Python package), as JSON.
 
     python3 -m venv .venv && .venv/bin/pip install -r tools/reference/requirements.txt
     .venv/bin/python tools/reference/gguf_fixtures.py
+    .venv/bin/python tools/reference/gguf_fixtures.py --smollm2   # after tools/fetch_smollm2.sh
 
 Quantized blocks are random bytes with their scales set to finite, moderate
 f16 values, so every bit pattern of the quants is exercised.
@@ -104,5 +105,21 @@ def main():
     print(f"wrote {path} ({os.path.getsize(path)} bytes) and expected.json")
 
 
+def smollm2():
+    """Prints the reference values tests/gguf.rs checks SmolLM2 against
+    (after tools/fetch_smollm2.sh): per tensor, its type, the f64 sum of its
+    values, the first three and the last."""
+    path = os.path.join(ROOT, ".cache", "smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    from gguf import GGUFReader
+    reader = GGUFReader(path)
+    for name in ["token_embd.weight", "blk.0.attn_q.weight", "blk.29.ffn_down.weight",
+                 "output_norm.weight"]:
+        t = next(t for t in reader.tensors if t.name == name)
+        v = quants.dequantize(t.data, t.tensor_type).astype(np.float32).reshape(-1)
+        print(name, t.tensor_type.name, repr(float(v.astype(np.float64).sum())),
+              v[:3].tolist(), v[-1].item())
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+    smollm2() if sys.argv[1:] == ["--smollm2"] else main()
