@@ -62,8 +62,7 @@ fn run(args: &Args) -> Result<()> {
     device.seed(0);
     let started = std::time::Instant::now();
     let (mut model, config) = SoftMaskBert::from_pretrained(&args.model, &device)?;
-    let tokenizer =
-        WordPieceTokenizer::from_file(args.model.join("tokenizer.json"), args.max_length)?;
+    let tokenizer = HfTokenizer::from_file(args.model.join("tokenizer.json"), args.max_length)?;
     let text = std::fs::read_to_string(&args.text).map_err(|source| Error::Io {
         path: args.text.clone(),
         source,

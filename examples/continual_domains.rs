@@ -37,8 +37,8 @@ use softmask::continual::{
     TokenizedDomain,
 };
 use softmask::{
-    Error, GradientSign, HeadMaskLayout, MaskMode, Normalization, Result, SoftMaskBert, Tokenizer,
-    WordPieceTokenizer, open_device,
+    Error, GradientSign, HeadMaskLayout, HfTokenizer, MaskMode, Normalization, Result,
+    SoftMaskBert, Tokenizer, open_device,
 };
 
 mod common;
@@ -235,8 +235,7 @@ fn run(args: &Args, method: MethodConfig) -> Result<()> {
     device.seed(method.seed);
     let (model, config) = SoftMaskBert::from_pretrained(&args.model, &device)?;
     let model = model.with_head_layout(args.head_layout);
-    let tokenizer =
-        WordPieceTokenizer::from_file(args.model.join("tokenizer.json"), method.seq_len)?;
+    let tokenizer = HfTokenizer::from_file(args.model.join("tokenizer.json"), method.seq_len)?;
     let id = |t: &str| {
         tokenizer
             .token_id(t)

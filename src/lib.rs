@@ -93,7 +93,7 @@ pub use data::batch::{Batches, LabelledBatch, LabelledBatcher, Shuffle};
 pub use data::group::{Example, GroupConfig, GroupedDataset};
 pub use data::mlm::{MaskedTokens, MlmMasker};
 #[cfg(feature = "wordpiece")]
-pub use data::tokenize::{EncodedBatch, WordPieceTokenizer};
+pub use data::tokenize::{EncodedBatch, HfTokenizer};
 pub use data::tokenize::{Tokenizer, UnknownWords, WordTokenizer, split_words};
 pub use device::{cpu_device, cpu_devices, open_device};
 pub use error::{Error, Result};

@@ -547,7 +547,7 @@ mod minilm {
     fn minilm_token_ids_and_hidden_states_match_transformers() {
         let Some(dir) = folder() else { return };
         let fx = fixture();
-        let tok = WordPieceTokenizer::from_file(dir.join("tokenizer.json"), fx.max_length).unwrap();
+        let tok = HfTokenizer::from_file(dir.join("tokenizer.json"), fx.max_length).unwrap();
         let enc = tok.encode_batch(&fx.sentences).unwrap();
         assert_eq!(enc.input_ids, fx.input_ids);
         assert_eq!(enc.attention_mask, fx.attention_mask);
@@ -592,7 +592,7 @@ mod minilm {
     #[test]
     fn batcher_masks_for_mlm() {
         let Some(dir) = folder() else { return };
-        let tok = WordPieceTokenizer::from_file(dir.join("tokenizer.json"), 16).unwrap();
+        let tok = HfTokenizer::from_file(dir.join("tokenizer.json"), 16).unwrap();
         let mlm = MlmMasker::new(103, 30522, tok.special_ids(), 1)
             .unwrap()
             .with_probability(0.5)
@@ -625,7 +625,7 @@ mod minilm {
         let dir = temp_dir("bad-tokenizer");
         let path = dir.join("tokenizer.json");
         std::fs::write(&path, b"{\"version\": \"1.0\", \"model\": 42}").unwrap();
-        let err = WordPieceTokenizer::from_file(&path, 16).unwrap_err();
+        let err = HfTokenizer::from_file(&path, 16).unwrap_err();
         assert!(matches!(err, Error::CorruptFile { .. }), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
     }

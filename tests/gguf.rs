@@ -284,3 +284,50 @@ fn smollm2_reads_as_gguf_py_reads_it() {
         );
     }
 }
+
+#[derive(serde::Deserialize)]
+struct TokenCases {
+    vocab_size: usize,
+    cases: Vec<TokenCase>,
+}
+
+#[derive(serde::Deserialize)]
+struct TokenCase {
+    text: String,
+    ids: Vec<u32>,
+}
+
+/// SmolLM2's byte-level BPE, rebuilt from the GGUF metadata, gives the ids
+/// transformers gives (tools/reference/tokenizer_fixtures.py) on unseen text:
+/// unicode, digits, code, whitespace runs, special tokens.
+#[test]
+#[cfg(feature = "wordpiece")]
+fn smollm2s_tokenizer_from_gguf_matches_transformers() {
+    use softmask::{HfTokenizer, Tokenizer};
+    let Some(path) = smollm2() else { return };
+    let file = GgufFile::open(&path).unwrap();
+    let tok = HfTokenizer::from_gguf(&file, 128).unwrap();
+    let text = std::fs::read_to_string(fixture().with_file_name("smollm2_tokens.json")).unwrap();
+    let want: TokenCases = serde_json::from_str(&text).unwrap();
+    assert_eq!(tok.vocab_size(), want.vocab_size);
+    for case in &want.cases {
+        assert_eq!(tok.encode(&case.text).unwrap(), case.ids, "{:?}", case.text);
+        let back = tok.decode(&case.ids).unwrap();
+        // Special tokens are skipped on the way back; all else round-trips.
+        if !case.text.contains("<|") {
+            assert_eq!(back, case.text);
+        }
+    }
+    assert_eq!(tok.token_id("<|im_start|>"), Some(1));
+    assert!(tok.special_ids().contains(&0));
+}
+
+#[test]
+#[cfg(feature = "wordpiece")]
+fn a_gguf_without_a_byte_level_tokenizer_is_refused() {
+    let file = GgufFile::open(fixture()).unwrap();
+    let e = softmask::HfTokenizer::from_gguf(&file, 16)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("the GGUF tokenizer is None"), "{e}");
+}

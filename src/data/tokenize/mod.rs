@@ -2,16 +2,19 @@
 //!
 //! [`Tokenizer`] is the small trait the rest of the pipeline needs;
 //! [`WordTokenizer`] is the notebook's word-level vocabulary, built from a
-//! corpus; `WordPieceTokenizer` (feature `wordpiece`) loads a Hugging Face
-//! `tokenizer.json` for real BERT checkpoints.
+//! corpus; `HfTokenizer` (feature `wordpiece`) loads a Hugging Face
+//! `tokenizer.json` (WordPiece for BERT, byte-level BPE for decoder LLMs) or
+//! rebuilds the byte-level BPE of a GGUF file.
 
+#[cfg(feature = "wordpiece")]
+mod gguf;
+#[cfg(feature = "wordpiece")]
+mod hf;
 mod word;
-#[cfg(feature = "wordpiece")]
-mod wordpiece;
 
-pub use word::{UnknownWords, WordTokenizer, split_words};
 #[cfg(feature = "wordpiece")]
-pub use wordpiece::{EncodedBatch, WordPieceTokenizer};
+pub use hf::{EncodedBatch, HfTokenizer};
+pub use word::{UnknownWords, WordTokenizer, split_words};
 
 use crate::error::Result;
 

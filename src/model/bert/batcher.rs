@@ -7,7 +7,7 @@ use burn::tensor::Device;
 
 use super::BertBatch;
 use crate::data::mlm::MlmMasker;
-use crate::data::tokenize::{Tokenizer, WordPieceTokenizer};
+use crate::data::tokenize::{HfTokenizer, Tokenizer};
 use crate::error::{Error, Result};
 
 /// Tokenizes texts into a [`BertBatch`]: special tokens, truncation to the
@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 /// burn `DataLoader` over a dataset of texts.
 #[derive(Debug)]
 pub struct BertTextBatcher {
-    tokenizer: WordPieceTokenizer,
+    tokenizer: HfTokenizer,
     vocab_size: usize,
     mlm: Option<Mutex<MlmMasker>>,
 }
@@ -30,7 +30,7 @@ impl BertTextBatcher {
     ///
     /// [`Error::LayoutMismatch`] when the tokenizer produces more ids than the
     /// model's vocabulary holds.
-    pub fn new(tokenizer: WordPieceTokenizer, vocab_size: usize) -> Result<BertTextBatcher> {
+    pub fn new(tokenizer: HfTokenizer, vocab_size: usize) -> Result<BertTextBatcher> {
         if tokenizer.vocab_size() > vocab_size {
             return Err(Error::LayoutMismatch(format!(
                 "the tokenizer has {} ids, the model's vocabulary {vocab_size}",

@@ -1,4 +1,5 @@
-//! WordPiece for real BERT checkpoints, through Hugging Face's `tokenizers`.
+//! A Hugging Face `tokenizers` pipeline (WordPiece for BERT, byte-level BPE
+//! for decoder LLMs) from a `tokenizer.json` or a GGUF file.
 
 use std::path::Path;
 
@@ -20,26 +21,27 @@ pub struct EncodedBatch {
     pub special_tokens_mask: Vec<Vec<u32>>,
 }
 
-/// A Hugging Face `tokenizer.json` (WordPiece for BERT), as a [`Tokenizer`]
-/// and as a batch encoder with special tokens, truncation, padding and
-/// attention masks.
+/// A Hugging Face tokenizer (a `tokenizer.json`: WordPiece for BERT,
+/// byte-level BPE for Llama-family models; or one built from a GGUF file's
+/// vocabulary, [`from_gguf`](Self::from_gguf)), as a [`Tokenizer`] and as a
+/// batch encoder with special tokens, truncation, padding and attention masks.
 #[derive(Clone)]
-pub struct WordPieceTokenizer {
+pub struct HfTokenizer {
     plain: tokenizers::Tokenizer,
     batched: tokenizers::Tokenizer,
     max_length: usize,
 }
 
-impl std::fmt::Debug for WordPieceTokenizer {
+impl std::fmt::Debug for HfTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WordPieceTokenizer")
+        f.debug_struct("HfTokenizer")
             .field("vocab_size", &self.vocab_size())
             .field("max_length", &self.max_length)
             .finish()
     }
 }
 
-impl WordPieceTokenizer {
+impl HfTokenizer {
     /// Loads `tokenizer.json`; batches are truncated to `max_length` tokens
     /// (special tokens included) and padded to their longest row.
     ///
@@ -47,17 +49,24 @@ impl WordPieceTokenizer {
     ///
     /// [`Error::Io`] when unreadable, [`Error::CorruptFile`] when it does not
     /// parse, [`Error::ZeroSize`] for `max_length` 0.
-    pub fn from_file(path: impl AsRef<Path>, max_length: usize) -> Result<WordPieceTokenizer> {
+    pub fn from_file(path: impl AsRef<Path>, max_length: usize) -> Result<HfTokenizer> {
         let path = path.as_ref();
         if max_length == 0 {
             return Err(Error::ZeroSize { what: "max_length" });
         }
         let bytes = crate::io::read(path)?;
-        let mut plain =
-            tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| Error::CorruptFile {
-                path: path.to_path_buf(),
-                reason: format!("not a tokenizer.json ({e})"),
-            })?;
+        let plain = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| Error::CorruptFile {
+            path: path.to_path_buf(),
+            reason: format!("not a tokenizer.json ({e})"),
+        })?;
+        HfTokenizer::new(plain, max_length)
+    }
+
+    /// Wraps `plain`, whose own padding and truncation are replaced.
+    pub(super) fn new(mut plain: tokenizers::Tokenizer, max_length: usize) -> Result<HfTokenizer> {
+        if max_length == 0 {
+            return Err(Error::ZeroSize { what: "max_length" });
+        }
         let pad = plain.get_padding().cloned();
         plain.with_padding(None);
         plain
@@ -80,7 +89,7 @@ impl WordPieceTokenizer {
                 ..TruncationParams::default()
             }))
             .map_err(|e| Error::InvalidConfig(format!("tokenizer: {e}")))?;
-        Ok(WordPieceTokenizer {
+        Ok(HfTokenizer {
             plain,
             batched,
             max_length,
@@ -128,7 +137,7 @@ impl WordPieceTokenizer {
     }
 }
 
-impl Tokenizer for WordPieceTokenizer {
+impl Tokenizer for HfTokenizer {
     /// Encodes with special tokens, without truncation or padding.
     fn encode(&self, text: &str) -> Result<Vec<u32>> {
         self.plain
