@@ -220,3 +220,66 @@ fn freezing_a_never_used_model_leaves_the_original_trainable() {
         );
     }
 }
+
+/// Grouped-query attention: a key head read by several query heads is damped
+/// by the largest importance among them, never less than any head that reads it.
+#[test]
+fn a_shared_block_is_damped_by_the_most_protective_unit_of_its_group() {
+    #[derive(Module, Debug)]
+    struct Gqa {
+        q: Linear,
+        k: Linear,
+        group: usize,
+    }
+    impl SoftMaskable for Gqa {
+        fn gate_layout(&self) -> GateLayout {
+            GateLayout::new(vec![GateSpec::new("heads", 1, 4)])
+        }
+        fn governed(&self) -> Vec<Governed> {
+            // 4 query heads of dim 2 (q: 8 outputs); 2 key heads (k: 4
+            // outputs), each read by 2 query heads. burn's Linear is [in, out].
+            vec![
+                Governed::blocks(0, 0, self.q.weight.id, 1, 2),
+                Governed::shared(0, 0, self.k.weight.id, 1, 2, self.group),
+            ]
+        }
+    }
+    let device = devices().remove(0).1;
+    let model = Gqa {
+        q: LinearConfig::new(3, 8).with_bias(false).init(&device),
+        k: LinearConfig::new(3, 4).with_bias(false).init(&device),
+        group: 2,
+    };
+    let layout = model.gate_layout();
+    let imp = Importance::new(&layout, vec![vec![0.1, 0.9, 0.5, 0.2]]).unwrap();
+    let masker = GradientSoftMasker::new(&imp, &model).unwrap();
+    let x = Tensor::<2>::ones([1, 3], &device);
+    let loss = model.q.forward(x.clone()).sum() + model.k.forward(x).sum();
+    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+    masker.apply(&model, &mut grads).unwrap();
+    // The first input row of each weight: one gradient of 1 per output, masked.
+    let row = |id, cols: usize| -> Vec<f32> {
+        let g = grads
+            .get::<2>(id)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        g[..cols].to_vec()
+    };
+    let (q, k) = (row(model.q.weight.id, 8), row(model.k.weight.id, 4));
+    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+    assert!(
+        close(&q, &[0.9, 0.9, 0.1, 0.1, 0.5, 0.5, 0.8, 0.8]),
+        "{q:?}"
+    );
+    // Key head 0 is read by query heads 0 and 1 (importance 0.1, 0.9): 1 - 0.9.
+    assert!(close(&k, &[0.1, 0.1, 0.5, 0.5]), "{k:?}");
+    for (h, &i) in [0.1f32, 0.9, 0.5, 0.2].iter().enumerate() {
+        assert!(k[(h / 2) * 2] <= 1.0 - i + 1e-6, "head {h}");
+    }
+    // A group that does not divide the units is refused.
+    let bad = Gqa { group: 3, ..model };
+    let e = GradientSoftMasker::new(&imp, &bad).unwrap_err().to_string();
+    assert!(e.contains("groups of 3 (of 4 units)"), "{e}");
+}

@@ -52,7 +52,9 @@ pub trait SoftMaskable {
 ///
 /// Unit `u` of the row owns the `span` consecutive entries
 /// `u * span .. (u + 1) * span` of the parameter's `axis`, so
-/// `shape[axis] == units * span`.
+/// `shape[axis] == units * span`; or, with `group > 1`, units
+/// `b * group .. (b + 1) * group` share block `b`
+/// (`shape[axis] == units / group * span`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Governed {
     /// Index of the gate in the model's [`GateLayout`].
@@ -65,29 +67,56 @@ pub struct Governed {
     pub axis: usize,
     /// Consecutive entries per unit: 1 for a neuron, `head_dim` for a head.
     pub span: usize,
+    /// Units that share each block of `span` entries: 1 when every unit owns
+    /// its own; for grouped-query attention, the query heads that read one
+    /// key/value head. A shared block is damped by the largest (most
+    /// protective) importance among the units sharing it, so it is never
+    /// damped less than any unit that reads it.
+    pub group: usize,
 }
 
 impl Governed {
     /// A parameter whose `axis` has one entry per unit (a neuron).
     pub fn neurons(gate: usize, row: usize, param: ParamId, axis: usize) -> Governed {
-        Governed {
-            gate,
-            row,
-            param,
-            axis,
-            span: 1,
-        }
+        Governed::blocks(gate, row, param, axis, 1)
     }
 
     /// A parameter whose `axis` has `span` consecutive entries per unit (an
     /// attention head's `head_dim` block).
     pub fn blocks(gate: usize, row: usize, param: ParamId, axis: usize, span: usize) -> Governed {
+        Governed::shared(gate, row, param, axis, span, 1)
+    }
+
+    /// A parameter whose `axis` has `span` entries per block, each block
+    /// shared by `group` consecutive units (a key/value head read by `group`
+    /// query heads): `shape[axis] == units / group * span`, and each block is
+    /// damped by the largest importance among its units.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use burn::module::ParamId;
+    /// use softmask::Governed;
+    ///
+    /// // 9 query heads of dim 64 share 3 key heads: k_proj has 3 * 64 rows.
+    /// let k = Governed::shared(0, 0, ParamId::new(), 0, 64, 3);
+    /// assert_eq!((k.span, k.group), (64, 3));
+    /// ```
+    pub fn shared(
+        gate: usize,
+        row: usize,
+        param: ParamId,
+        axis: usize,
+        span: usize,
+        group: usize,
+    ) -> Governed {
         Governed {
             gate,
             row,
             param,
             axis,
             span,
+            group,
         }
     }
 }

@@ -150,10 +150,14 @@ impl MaskPlan {
                 ))
             })?;
             let imp = &importance.gates()[gov.gate];
-            if gov.row >= spec.rows || gov.span == 0 {
+            if gov.row >= spec.rows
+                || gov.span == 0
+                || gov.group == 0
+                || !spec.units.is_multiple_of(gov.group)
+            {
                 return Err(Error::LayoutMismatch(format!(
-                    "gate {:?}: governed row {} of {} with span {}",
-                    spec.name, gov.row, spec.rows, gov.span
+                    "gate {:?}: governed row {} of {} with span {} and groups of {} (of {} units)",
+                    spec.name, gov.row, spec.rows, gov.span, gov.group, spec.units
                 )));
             }
             let shape = visitor.shapes.get(&gov.param).ok_or_else(|| {
@@ -162,12 +166,13 @@ impl MaskPlan {
                     spec.name, gov.param
                 ))
             })?;
-            if shape.get(gov.axis) != Some(&(spec.units * gov.span)) {
+            let blocks = spec.units / gov.group;
+            if shape.get(gov.axis) != Some(&(blocks * gov.span)) {
                 return Err(Error::ShapeMismatch {
                     what: format!("parameter {} governed by gate {:?}", gov.param, spec.name),
                     expected: format!(
-                        "axis {} of size {} units x {} span",
-                        gov.axis, spec.units, gov.span
+                        "axis {} of size {blocks} blocks x {} span",
+                        gov.axis, gov.span
                     ),
                     actual: format!("{shape:?}"),
                 });
@@ -175,9 +180,12 @@ impl MaskPlan {
             let row = imp.row(gov.row).ok_or_else(|| {
                 Error::LayoutMismatch(format!("gate {:?} has no row {}", spec.name, gov.row))
             })?;
+            // A block shared by a group of units is damped by the most
+            // protective importance among them (the largest).
             let values: Vec<f32> = row
-                .iter()
-                .flat_map(|&i| std::iter::repeat_n(1.0 - i, gov.span))
+                .chunks(gov.group)
+                .map(|g| g.iter().copied().fold(f32::NEG_INFINITY, f32::max))
+                .flat_map(|i| std::iter::repeat_n(1.0 - i, gov.span))
                 .collect();
             let n = values.len();
             let mask = Tensor::<1>::from_data(TensorData::new(values, [n]), &device);
