@@ -76,6 +76,21 @@ pub fn to_host<const D: usize>(tensor: Tensor<D>) -> Result<HostTensor> {
     Ok(HostTensor { shape, values })
 }
 
+/// An integer tensor's values copied to the host, row-major, as `i64`.
+///
+/// # Errors
+///
+/// [`Error::ReadBack`] when the backend cannot read the tensor back.
+pub(crate) fn ints_to_host<const D: usize>(
+    tensor: Tensor<D, burn::tensor::Int>,
+) -> Result<Vec<i64>> {
+    tensor
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .map_err(|e| Error::ReadBack(format!("{e:?}")))
+}
+
 /// A float tensor held on the host: row-major values and a shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostTensor {

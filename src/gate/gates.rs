@@ -44,6 +44,17 @@ impl Gates {
         &self.tensors
     }
 
+    /// Row `row` (a layer) of gate `gate`, as a vector of its units.
+    ///
+    /// # Shapes
+    ///
+    /// - output: `[units]`
+    pub fn layer(&self, gate: usize, row: usize) -> Option<Tensor<1>> {
+        let t = self.tensors.get(gate)?;
+        let [rows, units] = t.dims();
+        (row < rows).then(|| t.clone().slice([row..row + 1, 0..units]).reshape([units]))
+    }
+
     /// Checks the number of gates and their shapes against `layout`.
     pub fn check(&self, layout: &GateLayout) -> Result<()> {
         if self.tensors.len() != layout.len() {

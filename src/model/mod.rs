@@ -10,6 +10,7 @@
 pub mod bert;
 mod dropout;
 mod gelu;
+pub mod llama;
 mod mlp;
 mod weights;
 

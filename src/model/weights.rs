@@ -61,6 +61,19 @@ impl Source for Fresh {
     }
 }
 
+/// Tensors from a safetensors file, by their full names (shapes and
+/// finiteness checked).
+pub(crate) struct FileSource<'a> {
+    pub(crate) file: crate::io::TensorFile,
+    pub(crate) path: &'a std::path::Path,
+}
+
+impl Source for FileSource<'_> {
+    fn tensor(&mut self, name: &str, shape: &[usize], _init: Init) -> Result<HostTensor> {
+        self.file.take(name, shape, self.path)
+    }
+}
+
 /// Named tensors for a model's blocks, under a prefix; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Weights<'a> {
@@ -77,6 +90,16 @@ impl<'a> Weights<'a> {
             prefix: String::new(),
             device: device.clone(),
         }
+    }
+
+    /// Freshly drawn weights (Hugging Face's init) on `device`.
+    pub(crate) fn fresh(device: &Device) -> Weights<'a> {
+        Weights::new(
+            Fresh {
+                device: device.clone(),
+            },
+            device,
+        )
     }
 
     /// The same weights under `prefix.name`.
@@ -108,12 +131,34 @@ impl<'a> Weights<'a> {
     /// A dense layer `name` (`weight` `[d_out, d_in]` in PyTorch's layout,
     /// `bias` `[d_out]`).
     pub(crate) fn linear(&self, name: &str, d_in: usize, d_out: usize) -> Result<Linear> {
+        self.linear_with(name, d_in, d_out, true)
+    }
+
+    /// A dense layer `name`, with a bias or without.
+    pub(crate) fn linear_with(
+        &self,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<Linear> {
         let vb = self.pp(name);
         let w = vb.host("weight", &[d_out, d_in], Init::Normal)?;
-        let b = vb.host("bias", &[d_out], Init::Zeros)?;
+        let bias = match bias {
+            true => Some(param(vb.host("bias", &[d_out], Init::Zeros)?, &self.device)),
+            false => None,
+        };
         Ok(Linear {
             weight: param(w.transposed(), &self.device),
-            bias: Some(param(b, &self.device)),
+            bias,
+        })
+    }
+
+    /// An RMSNorm `name` (`weight` `[dim]`).
+    pub(crate) fn rms_norm(&self, name: &str, dim: usize, eps: f64) -> Result<burn::nn::RmsNorm> {
+        Ok(burn::nn::RmsNorm {
+            gamma: self.pp(name).param("weight", [dim], Init::Ones)?,
+            epsilon: eps,
         })
     }
 

@@ -66,15 +66,7 @@ fn build(config: &BertConfig, vb: &Weights) -> Result<SoftMaskBert> {
 
 /// A randomly initialised model for `config` (Hugging Face's init).
 pub(super) fn fresh(config: &BertConfig, device: &Device) -> Result<SoftMaskBert> {
-    build(
-        config,
-        &Weights::new(
-            Fresh {
-                device: device.clone(),
-            },
-            device,
-        ),
-    )
+    build(config, &Weights::fresh(device))
 }
 
 impl SoftMaskBert {

@@ -230,16 +230,13 @@ impl SoftMaskBert {
             .embeddings
             .forward(batch.input_ids.clone(), batch.token_type_ids.clone());
         for (l, layer) in self.layers.iter().enumerate() {
-            let layer_gates = gates.map(|g| {
-                let row = |t: &Tensor<2>| {
-                    let [_, n] = t.dims();
-                    t.clone().slice([l..l + 1, 0..n]).reshape([n])
-                };
-                LayerGates {
-                    heads: row(&g.tensors()[0]),
-                    intermediate: row(&g.tensors()[1]),
-                    output: row(&g.tensors()[2]),
-                }
+            // The gates were checked against the layout: every row exists.
+            let layer_gates = gates.and_then(|g| {
+                Some(LayerGates {
+                    heads: g.layer(0, l)?,
+                    intermediate: g.layer(1, l)?,
+                    output: g.layer(2, l)?,
+                })
             });
             x = layer.forward(x, mask_bias.clone(), layer_gates);
         }

@@ -1,0 +1,11 @@
+//! The gated Llama-family decoder (Llama, Qwen2, Mistral): RMSNorm, RoPE,
+//! grouped-query causal attention, a SwiGLU MLP, a tied or separate LM head,
+//! loaded from a Hugging Face folder.
+
+mod config;
+mod layers;
+mod model;
+
+pub use config::LlamaConfig;
+pub use layers::LlamaLayer;
+pub use model::SoftMaskLlama;

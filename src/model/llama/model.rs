@@ -1,0 +1,260 @@
+//! `SoftMaskLlama`: the gated Llama-family decoder, its gates and the
+//! parameters they govern, loaded from a Hugging Face folder.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::nn::{Embedding, Linear, RmsNorm};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use softmask_kernels::log_softmax;
+
+use super::config::LlamaConfig;
+use super::layers::{LayerGates, LlamaLayer, rope_tables};
+use crate::error::{Error, Result};
+use crate::gate::{GateLayout, GateSpec, Gates, Governed, SoftMaskable};
+use crate::io::{TensorFile, ints_to_host};
+use crate::model::check_token_ids;
+use crate::model::weights::{FileSource, Weights};
+
+/// A Llama-family decoder (Llama, Qwen2, Mistral without a sliding window)
+/// with per-unit gates: `heads` `[layers, query heads]` scale each head's
+/// attention before `o_proj`, `intermediate` `[layers, intermediate]` scale
+/// `silu(gate) · up` before `down_proj`.
+///
+/// Governed parameters: a query head owns its `q_proj` rows (and bias) and
+/// its `o_proj` input columns; a key/value head's `k_proj`/`v_proj` rows are
+/// shared by the query heads of its group and damped by the largest
+/// importance among them ([`Governed::shared`]); intermediate unit `j` owns
+/// row `j` of `gate_proj` and `up_proj` and column `j` of `down_proj`.
+/// Embeddings, norms and the LM head are ungoverned.
+#[derive(Module, Debug)]
+pub struct SoftMaskLlama {
+    /// `model.embed_tokens`
+    pub(crate) embed: Embedding,
+    /// `model.layers`
+    pub(crate) layers: Vec<LlamaLayer>,
+    /// `model.norm`
+    pub(crate) norm: RmsNorm,
+    /// `lm_head`; `None` when tied to the embeddings.
+    pub(crate) lm_head: Option<Linear>,
+    #[module(skip)]
+    pub(crate) config: LlamaConfig,
+}
+
+/// The model from `vb` (Hugging Face's `model.*` and `lm_head` names).
+fn build(config: &LlamaConfig, vb: &Weights) -> Result<SoftMaskLlama> {
+    config.validate().map_err(Error::InvalidConfig)?;
+    let (v, h) = (config.vocab_size, config.hidden_size);
+    let m = vb.pp("model");
+    let embed = m.embedding("embed_tokens", v, h)?;
+    let layers = (0..config.num_hidden_layers)
+        .map(|l| LlamaLayer::load(&m.pp(format!("layers.{l}")), config))
+        .collect::<Result<Vec<_>>>()?;
+    let norm = m.rms_norm("norm", h, config.rms_norm_eps)?;
+    let lm_head = match config.tie_word_embeddings {
+        true => None,
+        false => Some(vb.linear_with("lm_head", h, v, false)?),
+    };
+    Ok(SoftMaskLlama {
+        embed,
+        layers,
+        norm,
+        lm_head,
+        config: config.clone(),
+    })
+}
+
+/// A randomly initialised model for `config`.
+pub(super) fn fresh(config: &LlamaConfig, device: &Device) -> Result<SoftMaskLlama> {
+    build(config, &Weights::fresh(device))
+}
+
+impl SoftMaskLlama {
+    /// Loads a Hugging Face folder: `config.json` and `model.safetensors`
+    /// (F32, F16 or BF16 tensors, read as f32).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a configuration softmask does not run,
+    /// [`Error::CorruptFile`], [`Error::MissingTensor`] or
+    /// [`Error::ShapeMismatch`] for weights that do not fit it.
+    pub fn from_pretrained(folder: impl AsRef<Path>, device: &Device) -> Result<SoftMaskLlama> {
+        let folder = folder.as_ref();
+        let config = LlamaConfig::load(folder.join("config.json"))?;
+        let path = folder.join("model.safetensors");
+        let file = TensorFile::load(&path)?;
+        build(
+            &config,
+            &Weights::new(FileSource { file, path: &path }, device),
+        )
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// Next-token logits.
+    ///
+    /// # Shapes
+    ///
+    /// - input_ids, attention_mask: `[batch, seq]` (mask 1 for real tokens,
+    ///   0 for padding; `None` for none)
+    /// - output: `[batch, seq, vocab]`
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BadBatch`] for an empty batch or a mask of another shape,
+    /// [`Error::TokenOutOfVocab`] for an id past the vocabulary, gate errors
+    /// for gates of another layout.
+    pub fn forward(
+        &self,
+        input_ids: Tensor<2, Int>,
+        attention_mask: Option<Tensor<2, Int>>,
+        gates: Option<&Gates>,
+    ) -> Result<Tensor<3>> {
+        let hidden = self.hidden(input_ids, attention_mask, gates)?;
+        let [b, s, h] = hidden.dims();
+        let flat = hidden.reshape([b * s, h]);
+        let logits = match &self.lm_head {
+            Some(head) => head.forward(flat),
+            None => flat.matmul(self.embed.weight.val().transpose()),
+        };
+        Ok(logits.reshape([b, s, self.config.vocab_size]))
+    }
+
+    /// The final hidden states (after the last norm).
+    ///
+    /// # Shapes
+    ///
+    /// - output: `[batch, seq, hidden]`
+    pub fn hidden(
+        &self,
+        input_ids: Tensor<2, Int>,
+        attention_mask: Option<Tensor<2, Int>>,
+        gates: Option<&Gates>,
+    ) -> Result<Tensor<3>> {
+        let [b, s] = input_ids.dims();
+        if b == 0 || s == 0 {
+            return Err(Error::BadBatch(format!("empty batch [{b}, {s}]")));
+        }
+        check_token_ids(&input_ids, self.config.vocab_size)?;
+        if let Some(g) = gates {
+            g.check(&self.gate_layout())?;
+        }
+        let device = input_ids.device();
+        let mask = match attention_mask {
+            Some(m) if m.dims() != [b, s] => {
+                return Err(Error::BadBatch(format!(
+                    "attention_mask {:?} must be [{b}, {s}]",
+                    m.dims()
+                )));
+            }
+            Some(m) => m.float(),
+            None => Tensor::ones([b, s], &device),
+        };
+        // A query attends to real keys at its position or before.
+        let causal: Vec<f32> = (0..s)
+            .flat_map(|q| (0..s).map(move |k| if k <= q { 1.0 } else { 0.0 }))
+            .collect();
+        let causal = Tensor::<2>::from_data(TensorData::new(causal, [s, s]), &device);
+        let allowed = causal.reshape([1, 1, s, s]) * mask.reshape([b, 1, 1, s]);
+        let mask_bias = allowed.neg().add_scalar(1.0).mul_scalar(f32::MIN);
+        let head_dim = self.config.head_dim();
+        let rope = rope_tables(s, head_dim, self.config.theta(), &device);
+        let mut x = self.embed.forward(input_ids);
+        for (l, layer) in self.layers.iter().enumerate() {
+            // The gates were checked against the layout: every row exists.
+            let layer_gates = gates.and_then(|g| {
+                Some(LayerGates {
+                    heads: g.layer(0, l)?,
+                    intermediate: g.layer(1, l)?,
+                })
+            });
+            x = layer.forward(x, mask_bias.clone(), &rope, layer_gates);
+        }
+        Ok(self.norm.forward(x))
+    }
+
+    /// The mean next-token cross-entropy over the real tokens after the
+    /// first (labels are the inputs shifted by one; padding ignored), as
+    /// `transformers`' causal-LM loss with padding labelled -100.
+    ///
+    /// # Shapes
+    ///
+    /// - output: `[1]`
+    ///
+    /// # Errors
+    ///
+    /// As [`forward`](Self::forward); [`Error::BadBatch`] when no position
+    /// has a next token.
+    pub fn causal_lm_loss(
+        &self,
+        input_ids: Tensor<2, Int>,
+        attention_mask: Option<Tensor<2, Int>>,
+        gates: Option<&Gates>,
+    ) -> Result<Tensor<1>> {
+        let [b, s] = input_ids.dims();
+        let device = input_ids.device();
+        let mask_host: Vec<i64> = match &attention_mask {
+            Some(m) => ints_to_host(m.clone())?,
+            None => vec![1; b * s],
+        };
+        let ids_host = ints_to_host(input_ids.clone())?;
+        // Position (r, t) predicts (r, t + 1) where that token is real.
+        let (positions, targets): (Vec<i64>, Vec<i64>) = (0..b)
+            .flat_map(|r| (0..s.saturating_sub(1)).map(move |t| (r, t)))
+            .filter(|&(r, t)| mask_host.get(r * s + t + 1) == Some(&1))
+            .map(|(r, t)| ((r * s + t) as i64, ids_host[r * s + t + 1]))
+            .unzip();
+        let n = positions.len();
+        if n == 0 {
+            return Err(Error::BadBatch(
+                "no position has a next token to predict".into(),
+            ));
+        }
+        let logits = self.forward(input_ids, attention_mask, gates)?;
+        let vocab = self.config.vocab_size;
+        let rows = logits.reshape([b * s, vocab]).select(
+            0,
+            Tensor::<1, Int>::from_data(TensorData::new(positions, [n]), &device),
+        );
+        let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [n, 1]), &device);
+        let picked = log_softmax(rows, 1).gather(1, targets);
+        Ok(picked.mean().neg().reshape([1]))
+    }
+}
+
+impl SoftMaskable for SoftMaskLlama {
+    fn gate_layout(&self) -> GateLayout {
+        let c = &self.config;
+        GateLayout::new(vec![
+            GateSpec::new("heads", c.num_hidden_layers, c.num_attention_heads),
+            GateSpec::new("intermediate", c.num_hidden_layers, c.intermediate_size),
+        ])
+    }
+
+    fn governed(&self) -> Vec<Governed> {
+        let hd = self.config.head_dim();
+        let group = self.config.num_attention_heads / self.config.kv_heads();
+        let mut out = Vec::new();
+        for (l, layer) in self.layers.iter().enumerate() {
+            // burn's Linear weight is [in, out]: output rows are axis 1.
+            out.push(Governed::blocks(0, l, layer.q.weight.id, 1, hd));
+            out.push(Governed::blocks(0, l, layer.o.weight.id, 0, hd));
+            for kv in [&layer.k, &layer.v] {
+                out.push(Governed::shared(0, l, kv.weight.id, 1, hd, group));
+                if let Some(b) = &kv.bias {
+                    out.push(Governed::shared(0, l, b.id, 0, hd, group));
+                }
+            }
+            if let Some(b) = &layer.q.bias {
+                out.push(Governed::blocks(0, l, b.id, 0, hd));
+            }
+            out.push(Governed::neurons(1, l, layer.gate.weight.id, 1));
+            out.push(Governed::neurons(1, l, layer.up.weight.id, 1));
+            out.push(Governed::neurons(1, l, layer.down.weight.id, 0));
+        }
+        out
+    }
+}

@@ -1,0 +1,158 @@
+//! The gated Llama-family decoder against transformers
+//! (tools/reference/llama_fixtures.py): a LlamaForCausalLM with
+//! grouped-query attention and tied embeddings, a Qwen2ForCausalLM with
+//! q/k/v biases and a separate head; logits and loss of a padded batch, on
+//! every CPU device.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Int, Tensor, TensorData};
+use common::*;
+use softmask::model::llama::{LlamaConfig, SoftMaskLlama};
+use softmask::*;
+
+fn folder(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/llama")
+        .join(name)
+}
+
+#[derive(serde::Deserialize)]
+struct Expected {
+    input_ids: Vec<Vec<i64>>,
+    attention_mask: Vec<Vec<i64>>,
+    loss: f32,
+    logits: Vec<f32>,
+    shape: Vec<usize>,
+}
+
+fn ints(rows: &[Vec<i64>], device: &burn::tensor::Device) -> Tensor<2, Int> {
+    let (b, s) = (rows.len(), rows[0].len());
+    let flat: Vec<i64> = rows.iter().flatten().copied().collect();
+    Tensor::from_data(TensorData::new(flat, [b, s]), device)
+}
+
+#[test]
+fn logits_and_loss_match_transformers_on_every_device() {
+    for name in ["tiny-llama", "tiny-qwen2"] {
+        let text = std::fs::read_to_string(folder(name).join("expected.json")).unwrap();
+        let fx: Expected = serde_json::from_str(&text).unwrap();
+        for (device_name, device) in devices() {
+            let model = SoftMaskLlama::from_pretrained(folder(name), &device).unwrap();
+            let ids = ints(&fx.input_ids, &device);
+            let mask = ints(&fx.attention_mask, &device);
+            let logits = model
+                .forward(ids.clone(), Some(mask.clone()), None)
+                .unwrap();
+            assert_eq!(logits.dims().to_vec(), fx.shape, "{name}");
+            let got = io::to_host(logits).unwrap().values;
+            let scale = fx.logits.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = max_abs_diff(&got, &fx.logits);
+            assert!(
+                d < 1e-5 * scale.max(1.0),
+                "{name} on {device_name}: logits differ by {d}"
+            );
+            let loss = model
+                .causal_lm_loss(ids, Some(mask), None)
+                .unwrap()
+                .into_scalar::<f32>();
+            assert!(
+                (loss - fx.loss).abs() < 1e-5 * fx.loss,
+                "{name} on {device_name}: {loss} vs {}",
+                fx.loss
+            );
+        }
+    }
+}
+
+#[test]
+fn gates_of_ones_change_nothing_and_a_closed_head_changes_the_logits() {
+    let device = devices().remove(0).1;
+    let model = SoftMaskLlama::from_pretrained(folder("tiny-llama"), &device).unwrap();
+    let layout = model.gate_layout();
+    assert_eq!(layout.to_string(), "[heads [2, 4], intermediate [2, 48]]");
+    let ids = ints(&[vec![1, 5, 9, 33]], &device);
+    let plain = io::to_host(model.forward(ids.clone(), None, None).unwrap()).unwrap();
+    let ones = Gates::ones(&layout, &device);
+    let gated = io::to_host(model.forward(ids.clone(), None, Some(&ones)).unwrap()).unwrap();
+    assert_eq!(plain, gated);
+    let mut heads = vec![1.0f32; 8];
+    heads[1] = 0.0;
+    let closed = Gates::from_tensors(
+        vec![
+            Tensor::from_data(TensorData::new(heads, [2, 4]), &device),
+            Tensor::ones([2, 48], &device),
+        ],
+        &layout,
+    )
+    .unwrap();
+    let changed = io::to_host(model.forward(ids, None, Some(&closed)).unwrap()).unwrap();
+    assert!(max_abs_diff(&changed.values, &plain.values) > 1e-3);
+}
+
+#[test]
+fn key_and_value_rows_are_governed_by_their_groups_of_query_heads() {
+    let device = devices().remove(0).1;
+    let model = SoftMaskLlama::from_pretrained(folder("tiny-qwen2"), &device).unwrap();
+    let governed = model.governed();
+    // Per layer: q, o, k (+bias), v (+bias), q bias, gate, up, down.
+    assert_eq!(governed.len(), 2 * 10);
+    let shared: Vec<&Governed> = governed.iter().filter(|g| g.group > 1).collect();
+    assert_eq!(shared.len(), 2 * 4);
+    assert!(
+        shared
+            .iter()
+            .all(|g| g.group == 2 && g.span == 8 && g.gate == 0)
+    );
+    // Every governed parameter fits: a mask plan builds.
+    let imp = Importance::zeros(&model.gate_layout()).unwrap();
+    UpdateSoftMasker::new(&imp, &model).unwrap();
+}
+
+#[test]
+fn configurations_softmask_cannot_run_are_refused_by_name() {
+    let good: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(folder("tiny-llama").join("config.json")).unwrap(),
+    )
+    .unwrap();
+    for (field, value, says) in [
+        (
+            "num_attention_heads",
+            serde_json::json!(5),
+            "does not divide hidden_size",
+        ),
+        (
+            "num_key_value_heads",
+            serde_json::json!(3),
+            "does not divide num_attention_heads",
+        ),
+        (
+            "model_type",
+            serde_json::json!("gpt_neox"),
+            "model_type \"gpt_neox\"",
+        ),
+        (
+            "sliding_window",
+            serde_json::json!(4096),
+            "sliding attention window",
+        ),
+        (
+            "rope_parameters",
+            serde_json::json!({"rope_theta": 0.0}),
+            "rope_theta must be above 0",
+        ),
+        (
+            "vocab_size",
+            serde_json::json!(0),
+            "vocab_size must be at least 1",
+        ),
+    ] {
+        let mut c = good.clone();
+        c[field] = value;
+        let config: LlamaConfig = serde_json::from_value(c).unwrap();
+        let e = config.validate().unwrap_err();
+        assert!(e.contains(says), "{field}: {e}");
+    }
+}
