@@ -156,3 +156,85 @@ fn configurations_softmask_cannot_run_are_refused_by_name() {
         assert!(e.contains(says), "{field}: {e}");
     }
 }
+
+#[derive(serde::Deserialize)]
+struct SmolLogits {
+    vocab_size: usize,
+    stride: usize,
+    cases: Vec<SmolCase>,
+}
+
+#[derive(serde::Deserialize)]
+struct SmolCase {
+    prompt: String,
+    ids: Vec<i64>,
+    logits: Vec<Vec<f32>>,
+    top: Vec<(usize, String, f32)>,
+}
+
+/// SmolLM2 from its GGUF (tools/fetch_smollm2.sh) against transformers'
+/// dequantized model (tools/reference/smollm2_fixtures.py): logits within
+/// 1e-3 of the largest |logit| at every position, and " Paris" after "The
+/// capital of France is".
+#[test]
+fn smollm2_from_its_gguf_gives_transformers_logits() {
+    let path = std::env::var_os("SOFTMASK_SMOLLM2_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/smollm2"))
+        .join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !path.is_file() {
+        eprintln!(
+            "skipped: no {} (run tools/fetch_smollm2.sh)",
+            path.display()
+        );
+        return;
+    }
+    let device = devices().remove(0).1;
+    let model = SoftMaskLlama::from_gguf(&path, &device).unwrap();
+    let c = model.config();
+    assert_eq!(
+        (
+            c.num_hidden_layers,
+            c.hidden_size,
+            c.num_attention_heads,
+            c.kv_heads(),
+            c.intermediate_size
+        ),
+        (30, 576, 9, 3, 1536)
+    );
+    assert!(c.tie_word_embeddings);
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf/smollm2_logits.json"),
+    )
+    .unwrap();
+    let fx: SmolLogits = serde_json::from_str(&text).unwrap();
+    assert_eq!(c.vocab_size, fx.vocab_size);
+    for case in &fx.cases {
+        let ids = ints(std::slice::from_ref(&case.ids), &device);
+        let logits = io::to_host(model.forward(ids, None, None).unwrap()).unwrap();
+        let v = fx.vocab_size;
+        let scale = case
+            .logits
+            .iter()
+            .flatten()
+            .fold(0f32, |m, x| m.max(x.abs()));
+        for (p, want) in case.logits.iter().enumerate() {
+            let got: Vec<f32> = logits.values[p * v..(p + 1) * v]
+                .iter()
+                .step_by(fx.stride)
+                .copied()
+                .collect();
+            let d = max_abs_diff(&got, want);
+            assert!(
+                d < 1e-3 * scale,
+                "{:?} position {p}: {d} (scale {scale})",
+                case.prompt
+            );
+        }
+        let last = &logits.values[(case.ids.len() - 1) * v..case.ids.len() * v];
+        let best = (0..v).max_by(|&a, &b| last[a].total_cmp(&last[b])).unwrap();
+        assert_eq!(best, case.top[0].0, "{:?}", case.prompt);
+        assert!((last[best] - case.top[0].2).abs() < 1e-3 * scale);
+    }
+    assert_eq!(fx.cases[0].top[0].1, " Paris");
+}

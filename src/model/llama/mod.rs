@@ -3,6 +3,7 @@
 //! loaded from a Hugging Face folder.
 
 mod config;
+mod gguf;
 mod layers;
 mod model;
 

@@ -42,7 +42,7 @@ pub struct SoftMaskLlama {
 }
 
 /// The model from `vb` (Hugging Face's `model.*` and `lm_head` names).
-fn build(config: &LlamaConfig, vb: &Weights) -> Result<SoftMaskLlama> {
+pub(super) fn build(config: &LlamaConfig, vb: &Weights) -> Result<SoftMaskLlama> {
     config.validate().map_err(Error::InvalidConfig)?;
     let (v, h) = (config.vocab_size, config.hidden_size);
     let m = vb.pp("model");
