@@ -238,3 +238,30 @@ fn smollm2_from_its_gguf_gives_transformers_logits() {
     }
     assert_eq!(fx.cases[0].top[0].1, " Paris");
 }
+
+/// A saved folder loads back as the same model (every tensor, the logits),
+/// tied or not; `tools/reference/llama_fixtures.py --check DIR` loads it in
+/// transformers.
+#[test]
+fn a_saved_folder_loads_back_as_the_same_model() {
+    let device = devices().remove(0).1;
+    for name in ["tiny-llama", "tiny-qwen2"] {
+        let model = SoftMaskLlama::from_pretrained(folder(name), &device).unwrap();
+        let dir = temp_dir(&format!("llama-save-{name}"));
+        model.save_pretrained(&dir).unwrap();
+        let back = SoftMaskLlama::from_pretrained(&dir, &device).unwrap();
+        assert_eq!(back.config().theta(), model.config().theta());
+        assert_eq!(
+            back.named_tensors().unwrap(),
+            model.named_tensors().unwrap()
+        );
+        let saved = read_tensors(&dir.join("model.safetensors"));
+        assert_eq!(saved.contains_key("lm_head.weight"), name == "tiny-qwen2");
+        let original = read_tensors(&folder(name).join("model.safetensors"));
+        assert_eq!(
+            saved, original,
+            "{name}: the same tensors under the same names"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

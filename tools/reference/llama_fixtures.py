@@ -6,6 +6,7 @@ Face folder, with the logits and the mean next-token loss of a padded batch.
 
     .venv/bin/pip install -r tools/reference/requirements.txt
     .venv/bin/python tools/reference/llama_fixtures.py
+    .venv/bin/python tools/reference/llama_fixtures.py --check SAVED_DIR tiny-llama
 """
 
 import json
@@ -52,5 +53,25 @@ def main():
     write("tiny-qwen2", qwen)
 
 
+def check(folder, reference):
+    """Loads a folder softmask saved in transformers and compares its logits
+    with the reference fixture's (the model it was loaded from)."""
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    model.eval()
+    with open(os.path.join(OUT, reference, "expected.json")) as f:
+        want = json.load(f)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor(want["input_ids"]),
+                       attention_mask=torch.tensor(want["attention_mask"])).logits
+    d = (logits.reshape(-1) - torch.tensor(want["logits"])).abs().max().item()
+    print(f"{folder}: {type(model).__name__}, logits differ from {reference}'s by {d:.2e}")
+    assert d < 1e-5
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+    if sys.argv[1:2] == ["--check"]:
+        check(sys.argv[2], sys.argv[3])
+    else:
+        main()

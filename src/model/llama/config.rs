@@ -80,6 +80,45 @@ impl LlamaConfig {
         Ok(config)
     }
 
+    /// Writes a `config.json` that `transformers` loads (both RoPE spellings,
+    /// the architecture's class), atomically.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the file cannot be written.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let class = match self.model_type.as_str() {
+            "qwen2" => "Qwen2ForCausalLM",
+            "mistral" => "MistralForCausalLM",
+            _ => "LlamaForCausalLM",
+        };
+        let value = serde_json::json!({
+            "architectures": [class],
+            "model_type": self.model_type,
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads,
+            "num_key_value_heads": self.kv_heads(),
+            "head_dim": self.head_dim(),
+            "hidden_act": "silu",
+            "rms_norm_eps": self.rms_norm_eps,
+            "rope_theta": self.theta(),
+            "rope_parameters": {"rope_theta": self.theta(), "rope_type": "default"},
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "attention_bias": self.attention_bias,
+            "max_position_embeddings": self.max_position_embeddings,
+            "use_sliding_window": false,
+            "torch_dtype": "float32",
+        });
+        let text = serde_json::to_vec_pretty(&value).map_err(|e| Error::Serialization {
+            what: "the decoder configuration".into(),
+            reason: e.to_string(),
+        })?;
+        io::write_atomic(path.as_ref(), &text)
+    }
+
     /// Key/value heads.
     pub fn kv_heads(&self) -> usize {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)

@@ -9,7 +9,7 @@ use softmask_kernels::softmax;
 
 use super::config::LlamaConfig;
 use crate::error::Result;
-use crate::model::weights::Weights;
+use crate::model::weights::{Names, Weights};
 
 /// RoPE in Hugging Face's rotate-half layout: `cos` and `sin` of
 /// `position · θ^(-2j/d)`, each `[seq, head_dim]` (the half repeated).
@@ -104,6 +104,19 @@ impl LlamaLayer {
             heads: config.num_attention_heads,
             kv_heads: config.kv_heads(),
         })
+    }
+
+    /// Its tensors under the names `load` reads.
+    pub(crate) fn save(&self, names: &mut Names) -> Result<()> {
+        names.param("input_layernorm.weight", &self.input_norm.gamma)?;
+        names.linear("self_attn.q_proj", &self.q)?;
+        names.linear("self_attn.k_proj", &self.k)?;
+        names.linear("self_attn.v_proj", &self.v)?;
+        names.linear("self_attn.o_proj", &self.o)?;
+        names.param("post_attention_layernorm.weight", &self.post_norm.gamma)?;
+        names.linear("mlp.gate_proj", &self.gate)?;
+        names.linear("mlp.up_proj", &self.up)?;
+        names.linear("mlp.down_proj", &self.down)
     }
 
     /// `x` `[batch, seq, hidden]`; `mask_bias` `[batch, 1, seq, seq]` (0

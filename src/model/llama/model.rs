@@ -1,6 +1,7 @@
 //! `SoftMaskLlama`: the gated Llama-family decoder, its gates and the
 //! parameters they govern, loaded from a Hugging Face folder.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::module::Module;
@@ -12,9 +13,9 @@ use super::config::LlamaConfig;
 use super::layers::{LayerGates, LlamaLayer, rope_tables};
 use crate::error::{Error, Result};
 use crate::gate::{GateLayout, GateSpec, Gates, Governed, SoftMaskable};
-use crate::io::{TensorFile, ints_to_host};
+use crate::io::{HostTensor, TensorFile, ints_to_host};
 use crate::model::check_token_ids;
-use crate::model::weights::{FileSource, Weights};
+use crate::model::weights::{FileSource, Names, Weights};
 
 /// A Llama-family decoder (Llama, Qwen2, Mistral without a sliding window)
 /// with per-unit gates: `heads` `[layers, query heads]` scale each head's
@@ -87,6 +88,41 @@ impl SoftMaskLlama {
             &config,
             &Weights::new(FileSource { file, path: &path }, device),
         )
+    }
+
+    /// Saves a Hugging Face folder, `config.json` and `model.safetensors`
+    /// (F32, Hugging Face names, the head omitted when tied), that
+    /// [`from_pretrained`](Self::from_pretrained) and `transformers` load as
+    /// the same model. Each file is written atomically; `dir` must exist.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when a file cannot be written.
+    pub fn save_pretrained(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        self.config.save(dir.join("config.json"))?;
+        TensorFile::from(self.named_tensors()?).save(&dir.join("model.safetensors"))
+    }
+
+    /// Every parameter copied to the host, by its Hugging Face name, in
+    /// PyTorch layouts: what [`save_pretrained`](Self::save_pretrained) writes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ReadBack`] when a tensor cannot be read back.
+    pub fn named_tensors(&self) -> Result<BTreeMap<String, HostTensor>> {
+        let mut tensors = BTreeMap::new();
+        let mut names = Names::new(&mut tensors);
+        let mut m = names.pp("model");
+        m.embedding("embed_tokens", &self.embed)?;
+        for (l, layer) in self.layers.iter().enumerate() {
+            layer.save(&mut m.pp(format!("layers.{l}")))?;
+        }
+        m.param("norm.weight", &self.norm.gamma)?;
+        if let Some(head) = &self.lm_head {
+            names.linear("lm_head", head)?;
+        }
+        Ok(tensors)
     }
 
     /// The configuration.
