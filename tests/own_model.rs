@@ -129,19 +129,6 @@ impl Collate<CausalBatch> for CausalCollate {
     }
 }
 
-fn causal_domain(name: &str, lo: u32, hi: u32) -> TokenizedDomain {
-    let row = |i: u32| {
-        (0..12)
-            .map(|j| lo + (i * 7 + j * 3) % (hi - lo))
-            .collect::<Vec<u32>>()
-    };
-    TokenizedDomain {
-        name: name.into(),
-        train: (0..6).map(row).collect(),
-        held_out: (10..12).map(row).collect(),
-    }
-}
-
 #[test]
 fn a_users_causal_model_runs_through_every_method_and_resumes() {
     let device = devices().remove(0).1;

@@ -5,7 +5,9 @@
 //!    cut into token chunks.
 //! 2. [`objective`]: what a model needs for the loop ([`ContinualModel`]) and
 //!    how rows become batches ([`Collate`]); [`SoftMaskBert`](crate::SoftMaskBert)
-//!    implements both with MLM ([`MlmChunkCollate`]).
+//!    implements both with MLM ([`MlmChunkCollate`]), the decoder
+//!    ([`SoftMaskLlama`](crate::model::llama::SoftMaskLlama)) with the
+//!    causal-LM loss ([`causal`], [`CausalChunkCollate`]).
 //! 3. [`method`]: the presets (`ncl`, `dga`, `das`, `ewc`, the two controls)
 //!    and every option, as one serialisable [`MethodConfig`].
 //! 4. [`trainer`]: the fixed loop ([`ContinualTrainer`]), which calls
@@ -19,6 +21,7 @@
 //!    pictures.
 
 pub mod apply;
+pub mod causal;
 pub mod checkpoint;
 pub mod contrastive;
 pub mod domain;
@@ -33,6 +36,7 @@ pub mod results;
 pub mod trainer;
 
 pub use apply::applied_importance;
+pub use causal::CausalChunkCollate;
 pub use contrastive::ContrastivePlugin;
 pub use contrastive::contrastive_loss;
 pub use domain::{Domain, TokenizedDomain};

@@ -277,6 +277,20 @@ pub fn synthetic(name: &str, lo: u32, hi: u32, chunks: usize, seed: u64) -> Toke
     }
 }
 
+/// A causal-LM domain: 6 training and 2 held-out rows of 12 ids in `lo..hi`.
+pub fn causal_domain(name: &str, lo: u32, hi: u32) -> TokenizedDomain {
+    let row = |i: u32| {
+        (0..12)
+            .map(|j| lo + (i * 7 + j * 3) % (hi - lo))
+            .collect::<Vec<u32>>()
+    };
+    TokenizedDomain {
+        name: name.into(),
+        train: (0..6).map(row).collect(),
+        held_out: (10..12).map(row).collect(),
+    }
+}
+
 pub fn domains() -> Vec<TokenizedDomain> {
     vec![
         synthetic("alpha", 5, 60, 6, 1),

@@ -2,11 +2,13 @@
 //! grouped-query causal attention, a SwiGLU MLP, a tied or separate LM head,
 //! loaded from a Hugging Face folder.
 
+mod batch;
 mod config;
 mod gguf;
 mod layers;
 mod model;
 
+pub use batch::CausalBatch;
 pub use config::LlamaConfig;
 pub use layers::LlamaLayer;
-pub use model::SoftMaskLlama;
+pub use model::{PROXY_DROPOUT, SoftMaskLlama};

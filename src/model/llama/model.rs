@@ -14,8 +14,8 @@ use super::layers::{LayerGates, LlamaLayer, rope_tables};
 use crate::error::{Error, Result};
 use crate::gate::{GateLayout, GateSpec, Gates, Governed, SoftMaskable};
 use crate::io::{HostTensor, TensorFile, ints_to_host};
-use crate::model::check_token_ids;
 use crate::model::weights::{FileSource, Names, Weights};
+use crate::model::{Dropout, DropoutConfig, check_token_ids};
 
 /// A Llama-family decoder (Llama, Qwen2, Mistral without a sliding window)
 /// with per-unit gates: `heads` `[layers, query heads]` scale each head's
@@ -38,9 +38,16 @@ pub struct SoftMaskLlama {
     pub(crate) norm: RmsNorm,
     /// `lm_head`; `None` when tied to the embeddings.
     pub(crate) lm_head: Option<Linear>,
+    /// Dropout on the residual stream in [`Represent`] passes only (the KL
+    /// importance proxy compares two dropout passes; these models train
+    /// without dropout).
+    pub(crate) proxy_dropout: Dropout,
     #[module(skip)]
     pub(crate) config: LlamaConfig,
 }
+
+/// The dropout rate of the KL proxy's passes, unless set otherwise.
+pub const PROXY_DROPOUT: f64 = 0.1;
 
 /// The model from `vb` (Hugging Face's `model.*` and `lm_head` names).
 pub(super) fn build(config: &LlamaConfig, vb: &Weights) -> Result<SoftMaskLlama> {
@@ -61,6 +68,7 @@ pub(super) fn build(config: &LlamaConfig, vb: &Weights) -> Result<SoftMaskLlama>
         layers,
         norm,
         lm_head,
+        proxy_dropout: DropoutConfig::new(PROXY_DROPOUT).init()?,
         config: config.clone(),
     })
 }
@@ -159,6 +167,17 @@ impl SoftMaskLlama {
         Ok(logits.reshape([b, s, self.config.vocab_size]))
     }
 
+    /// The same model with the KL proxy's dropout at `p` (default
+    /// [`PROXY_DROPOUT`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for `p` outside `[0, 1)`.
+    pub fn with_proxy_dropout(mut self, p: f64) -> Result<SoftMaskLlama> {
+        self.proxy_dropout = DropoutConfig::new(p).init()?;
+        Ok(self)
+    }
+
     /// The final hidden states (after the last norm).
     ///
     /// # Shapes
@@ -169,6 +188,18 @@ impl SoftMaskLlama {
         input_ids: Tensor<2, Int>,
         attention_mask: Option<Tensor<2, Int>>,
         gates: Option<&Gates>,
+    ) -> Result<Tensor<3>> {
+        self.hidden_with(input_ids, attention_mask, gates, None)
+    }
+
+    /// [`hidden`](Self::hidden), with `dropout` on the residual stream after
+    /// the embeddings and after every layer.
+    pub(crate) fn hidden_with(
+        &self,
+        input_ids: Tensor<2, Int>,
+        attention_mask: Option<Tensor<2, Int>>,
+        gates: Option<&Gates>,
+        dropout: Option<&Dropout>,
     ) -> Result<Tensor<3>> {
         let [b, s] = input_ids.dims();
         if b == 0 || s == 0 {
@@ -198,7 +229,11 @@ impl SoftMaskLlama {
         let mask_bias = allowed.neg().add_scalar(1.0).mul_scalar(f32::MIN);
         let head_dim = self.config.head_dim();
         let rope = rope_tables(s, head_dim, self.config.theta(), &device);
-        let mut x = self.embed.forward(input_ids);
+        let drop = |x: Tensor<3>| match dropout {
+            Some(d) => d.forward(x),
+            None => x,
+        };
+        let mut x = drop(self.embed.forward(input_ids));
         for (l, layer) in self.layers.iter().enumerate() {
             // The gates were checked against the layout: every row exists.
             let layer_gates = gates.and_then(|g| {
@@ -207,7 +242,7 @@ impl SoftMaskLlama {
                     intermediate: g.layer(1, l)?,
                 })
             });
-            x = layer.forward(x, mask_bias.clone(), &rope, layer_gates);
+            x = drop(layer.forward(x, mask_bias.clone(), &rope, layer_gates));
         }
         Ok(self.norm.forward(x))
     }
