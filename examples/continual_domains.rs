@@ -1,7 +1,10 @@
-//! Continual pre-training of a real BERT through a sequence of domains, with
-//! one of the methods (`ncl`, `dga`, `das`, `ewc`, `das-permuted`,
-//! `das-uniform`), held-out evaluation after every domain, checkpoints and
-//! resume.
+//! Continual pre-training of a real BERT or decoder LLM through a sequence of
+//! domains, with one of the methods (`ncl`, `dga`, `das`, `ewc`,
+//! `das-permuted`, `das-uniform`), held-out evaluation after every domain,
+//! checkpoints and resume. `--model` takes a BERT folder (MLM), a Llama, Qwen2
+//! or Mistral folder, or a llama GGUF file such as SmolLM2's
+//! (`tools/fetch_smollm2.sh`; causal-LM loss, documents joined with the
+//! end-of-text token).
 //!
 //! ```text
 //! tools/fetch_minilm.sh     # all-MiniLM-L6-v2 into .cache/all-MiniLM-L6-v2
@@ -33,12 +36,14 @@ use clap::{Args as ClapArgs, Parser};
 use serde::Serialize;
 use serde_json::Value;
 use softmask::continual::{
-    ContinualTrainer, Domain, MethodConfig, MlmChunkCollate, OptimizerKind, PRESETS, Progress,
-    TokenizedDomain,
+    CausalChunkCollate, Collate, ContinualModel, ContinualTrainer, Domain, MethodConfig,
+    MlmChunkCollate, OptimizerKind, PRESETS, Progress, TokenizedDomain,
 };
+use softmask::gguf::GgufFile;
+use softmask::model::llama::SoftMaskLlama;
 use softmask::{
-    Error, GradientSign, HeadMaskLayout, HfTokenizer, MaskMode, Normalization, Result,
-    SoftMaskBert, Tokenizer, open_device,
+    EndOfText, Error, GradientSign, HeadMaskLayout, HfTokenizer, MaskMode, Normalization, Result,
+    SoftMaskBert, TokenCount, Tokenizer, open_device,
 };
 
 mod common;
@@ -48,7 +53,7 @@ mod common;
 #[derive(Parser)]
 #[command(args_override_self = true)]
 struct Args {
-    /// Hugging Face checkpoint folder (config.json, model.safetensors, tokenizer.json)
+    /// A Hugging Face folder (config.json, model.safetensors, tokenizer.json) of a BERT or a Llama, Qwen2 or Mistral decoder, or a llama GGUF file
     #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/.cache/all-MiniLM-L6-v2"))]
     model: PathBuf,
     /// A domain to train, in order: a text file or a folder of .txt files (repeat the flag for each domain)
@@ -222,8 +227,46 @@ fn cap(chunks: Vec<Vec<u32>>, max: usize) -> Vec<Vec<u32>> {
         .collect()
 }
 
+/// What `--model` names.
+enum ModelKind {
+    /// A BERT folder (`model_type` bert).
+    Bert,
+    /// A decoder folder (`model_type` llama, qwen2 or mistral) with its `tokenizer.json`.
+    DecoderFolder,
+    /// A decoder GGUF file (architecture llama), its tokenizer in the metadata.
+    DecoderGguf,
+}
+
+/// The kind of model at `path`: a `.gguf` file, or a folder whose
+/// `config.json` names its `model_type`.
+fn model_kind(path: &std::path::Path) -> Result<ModelKind> {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        return Ok(ModelKind::DecoderGguf);
+    }
+    let config = path.join("config.json");
+    let text = std::fs::read_to_string(&config).map_err(|source| Error::Io {
+        path: config.clone(),
+        source,
+    })?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| Error::CorruptFile {
+        path: config.clone(),
+        reason: e.to_string(),
+    })?;
+    match value.get("model_type").and_then(Value::as_str) {
+        Some("llama" | "qwen2" | "mistral") => Ok(ModelKind::DecoderFolder),
+        Some("bert") | None => Ok(ModelKind::Bert),
+        Some(other) => Err(Error::InvalidConfig(format!(
+            "{}: model_type {other:?}; --model takes a BERT or a Llama, Qwen2 or Mistral \
+             folder, or a llama GGUF file",
+            config.display()
+        ))),
+    }
+}
+
 fn run(args: &Args, method: MethodConfig) -> Result<()> {
-    let started = std::time::Instant::now();
     method.validate()?;
     eprintln!(
         "configuration (saved as config.json in the run folder):\n{}",
@@ -233,24 +276,83 @@ fn run(args: &Args, method: MethodConfig) -> Result<()> {
     // The MLM head of a checkpoint without one is drawn from this seed, so a
     // resumed run starts from the same base model.
     device.seed(method.seed);
-    let (model, config) = SoftMaskBert::from_pretrained(&args.model, &device)?;
-    let model = model.with_head_layout(args.head_layout);
-    let tokenizer = HfTokenizer::from_file(args.model.join("tokenizer.json"), method.seq_len)?;
-    let id = |t: &str| {
-        tokenizer
-            .token_id(t)
-            .ok_or_else(|| Error::InvalidConfig(format!("the tokenizer has no {t} token")))
-    };
-    let collate = MlmChunkCollate::new(
-        id("[MASK]")?,
-        id("[PAD]")?,
-        config.vocab_size,
-        tokenizer.special_ids(),
-    )?;
+    match model_kind(&args.model)? {
+        ModelKind::Bert => {
+            let (model, config) = SoftMaskBert::from_pretrained(&args.model, &device)?;
+            let model = model.with_head_layout(args.head_layout);
+            let tokenizer =
+                HfTokenizer::from_file(args.model.join("tokenizer.json"), method.seq_len)?;
+            let id = |t: &str| {
+                tokenizer
+                    .token_id(t)
+                    .ok_or_else(|| Error::InvalidConfig(format!("the tokenizer has no {t} token")))
+            };
+            let collate = MlmChunkCollate::new(
+                id("[MASK]")?,
+                id("[PAD]")?,
+                config.vocab_size,
+                tokenizer.special_ids(),
+            )?;
+            train(args, method, model, &tokenizer, collate)
+        }
+        kind => {
+            let (model, tokenizer) = match kind {
+                ModelKind::DecoderGguf => {
+                    let file = GgufFile::open(&args.model)?;
+                    let tokenizer = HfTokenizer::from_gguf(&file, method.seq_len)?;
+                    (SoftMaskLlama::from_gguf(&args.model, &device)?, tokenizer)
+                }
+                _ => (
+                    SoftMaskLlama::from_pretrained(&args.model, &device)?,
+                    HfTokenizer::from_file(args.model.join("tokenizer.json"), method.seq_len)?,
+                ),
+            };
+            let vocab = model.config().vocab_size;
+            if tokenizer.vocab_size() > vocab {
+                return Err(Error::LayoutMismatch(format!(
+                    "the tokenizer has {} ids, the model's vocabulary {vocab}",
+                    tokenizer.vocab_size()
+                )));
+            }
+            // Documents are joined with the end-of-text token; padding takes it too.
+            let eos = ["<|endoftext|>", "</s>", "<|end_of_text|>", "<|im_end|>"]
+                .iter()
+                .find_map(|t| tokenizer.token_id(t))
+                .ok_or_else(|| {
+                    Error::InvalidConfig("the tokenizer has no end-of-text token".into())
+                })?;
+            let collate = CausalChunkCollate::new(eos, vocab)?;
+            train(
+                args,
+                method,
+                model,
+                &EndOfText::new(tokenizer, eos),
+                collate,
+            )
+        }
+    }
+}
+
+/// Tokenizes the domains and the general corpus with `tokenizer`, and runs
+/// the loop on `model`.
+fn train<M, B, C, T>(
+    args: &Args,
+    method: MethodConfig,
+    model: M,
+    tokenizer: &T,
+    collate: C,
+) -> Result<()>
+where
+    M: ContinualModel<B>,
+    B: TokenCount,
+    C: Collate<B>,
+    T: Tokenizer,
+{
+    let started = std::time::Instant::now();
     let seq = method.seq_len;
     let mut domains: Vec<TokenizedDomain> = Vec::new();
     for (name, path) in &args.domains {
-        let d = Domain::from_path(name.as_str(), path)?.tokenize(&tokenizer, seq, 1)?;
+        let d = Domain::from_path(name.as_str(), path)?.tokenize(tokenizer, seq, 1)?;
         eprintln!(
             "domain {name}: {} training and {} held-out chunks of {seq} tokens (capped at {})",
             d.train.len(),
@@ -265,7 +367,7 @@ fn run(args: &Args, method: MethodConfig) -> Result<()> {
     }
     let general = match &args.general {
         Some(path) => {
-            let d = Domain::from_path("general", path)?.tokenize(&tokenizer, seq, 1)?;
+            let d = Domain::from_path("general", path)?.tokenize(tokenizer, seq, 1)?;
             Some(cap(d.held_out, args.max_chunks / 4 + 1))
         }
         None => None,

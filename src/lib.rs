@@ -94,7 +94,7 @@ pub use data::group::{Example, GroupConfig, GroupedDataset};
 pub use data::mlm::{MaskedTokens, MlmMasker};
 #[cfg(feature = "wordpiece")]
 pub use data::tokenize::{EncodedBatch, HfTokenizer};
-pub use data::tokenize::{Tokenizer, UnknownWords, WordTokenizer, split_words};
+pub use data::tokenize::{EndOfText, Tokenizer, UnknownWords, WordTokenizer, split_words};
 pub use device::{cpu_device, cpu_devices, open_device};
 pub use error::{Error, Result};
 pub use gate::{GateLayout, GateSpec, Gates, Governed, Represent, SoftMaskable, TokenCount};

@@ -113,6 +113,7 @@ where
     let c = config;
     let mut est = ImportanceEstimator::new(model.gate_layout(), c.accumulation, c.sign)?;
     let purpose = domain.map_or(0, |t| t as u64 + 1);
+    progress(0, c.importance_batches);
     for b in 0..c.importance_batches {
         let batch = pass_batch(
             collate,

@@ -49,6 +49,7 @@ where
         .collect();
     let total: usize = sets.iter().map(|s| s.len().div_ceil(batch_size)).sum();
     let mut done = 0;
+    progress(0, total);
     let mut out = Vec::with_capacity(sets.len());
     for (col, rows) in sets.iter().enumerate() {
         let (mut sum, mut weight) = (0f64, 0usize);

@@ -55,7 +55,8 @@ pub trait Observer {
     /// A checkpoint was written.
     fn on_checkpoint(&mut self, _path: &Path) {}
     /// A pass over batches outside training (`"general importance"`,
-    /// `"domain importance"`, `"evaluation"`) has done `done` of `total`.
+    /// `"domain importance"`, `"evaluation"`) has done `done` of `total`
+    /// (0 when it starts).
     fn on_pass(&mut self, _what: &str, _done: usize, _total: usize) {}
 }
 

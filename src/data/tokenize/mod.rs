@@ -6,12 +6,14 @@
 //! `tokenizer.json` (WordPiece for BERT, byte-level BPE for decoder LLMs) or
 //! rebuilds the byte-level BPE of a GGUF file.
 
+mod eos;
 #[cfg(feature = "wordpiece")]
 mod gguf;
 #[cfg(feature = "wordpiece")]
 mod hf;
 mod word;
 
+pub use eos::EndOfText;
 #[cfg(feature = "wordpiece")]
 pub use hf::{EncodedBatch, HfTokenizer};
 pub use word::{UnknownWords, WordTokenizer, split_words};
