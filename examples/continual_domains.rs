@@ -36,11 +36,11 @@ use clap::{Args as ClapArgs, Parser};
 use serde::Serialize;
 use serde_json::Value;
 use softmask::continual::{
-    CausalChunkCollate, Collate, ContinualModel, ContinualTrainer, Domain, MethodConfig,
-    MlmChunkCollate, OptimizerKind, PRESETS, Progress, TokenizedDomain,
+    CausalChunkCollate, Collate, ContinualModel, ContinualTrainer, Domain, DomainEnd, MethodConfig,
+    MlmChunkCollate, OptimizerKind, PRESETS, Plugin, Progress, TokenizedDomain,
 };
 use softmask::gguf::GgufFile;
-use softmask::model::llama::SoftMaskLlama;
+use softmask::model::llama::{CausalBatch, SoftMaskLlama};
 use softmask::{
     EndOfText, Error, GradientSign, HeadMaskLayout, HfTokenizer, MaskMode, Normalization, Result,
     SoftMaskBert, TokenCount, Tokenizer, open_device,
@@ -65,6 +65,12 @@ struct Args {
     /// The run folder
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// A prompt whose greedy continuation is printed for the base model and after every domain, and logged in probes.jsonl (decoders only; repeat the flag for each prompt)
+    #[arg(long = "probe", value_name = "TEXT")]
+    probes: Vec<String>,
+    /// Tokens each probe continues by
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    probe_tokens: usize,
     /// Continue the run in --out from its last checkpoint
     #[arg(long)]
     resume: bool,
@@ -293,7 +299,7 @@ fn run(args: &Args, method: MethodConfig) -> Result<()> {
                 config.vocab_size,
                 tokenizer.special_ids(),
             )?;
-            train(args, method, model, &tokenizer, collate)
+            train(args, method, model, &tokenizer, collate, Vec::new())
         }
         kind => {
             let (model, tokenizer) = match kind {
@@ -322,13 +328,25 @@ fn run(args: &Args, method: MethodConfig) -> Result<()> {
                     Error::InvalidConfig("the tokenizer has no end-of-text token".into())
                 })?;
             let collate = CausalChunkCollate::new(eos, vocab)?;
-            train(
-                args,
-                method,
-                model,
-                &EndOfText::new(tokenizer, eos),
-                collate,
-            )
+            let probe = Probe {
+                prompts: args.probes.clone(),
+                tokens: args.probe_tokens,
+                tokenizer: tokenizer.clone(),
+                log: args.out.join("probes.jsonl"),
+            };
+            let mut plugins: Vec<Box<dyn Plugin<SoftMaskLlama, CausalBatch>>> = Vec::new();
+            if !args.probes.is_empty() {
+                if !args.resume {
+                    std::fs::create_dir_all(&args.out).map_err(|source| Error::Io {
+                        path: args.out.clone(),
+                        source,
+                    })?;
+                    probe.report(&model, "base")?;
+                }
+                plugins.push(Box::new(probe));
+            }
+            let tokenizer = EndOfText::new(tokenizer, eos);
+            train(args, method, model, &tokenizer, collate, plugins)
         }
     }
 }
@@ -341,6 +359,7 @@ fn train<M, B, C, T>(
     model: M,
     tokenizer: &T,
     collate: C,
+    plugins: Vec<Box<dyn Plugin<M, B>>>,
 ) -> Result<()>
 where
     M: ContinualModel<B>,
@@ -382,7 +401,8 @@ where
     );
     let mut trainer = ContinualTrainer::new(method, collate, &args.out)?
         .with_observer(Box::new(Progress::new(10)));
-    let outcome = trainer.run(model, &domains, general.as_deref(), args.resume)?;
+    let outcome =
+        trainer.run_with_plugins(model, &domains, general.as_deref(), args.resume, plugins)?;
     println!("{}", outcome.results.to_table());
     println!(
         "wrote {} in {:.0} s",
@@ -390,4 +410,51 @@ where
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// `--probe`: what the model says after each prompt, printed and appended to
+/// `probes.jsonl`, for the base model and after every domain. It reads the
+/// model and changes nothing.
+struct Probe {
+    prompts: Vec<String>,
+    tokens: usize,
+    tokenizer: HfTokenizer,
+    log: PathBuf,
+}
+
+impl Probe {
+    fn report(&self, model: &SoftMaskLlama, after: &str) -> Result<()> {
+        use std::io::Write;
+        let io = |source| Error::Io {
+            path: self.log.clone(),
+            source,
+        };
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(io)?;
+        for prompt in &self.prompts {
+            let ids = self.tokenizer.encode(prompt)?;
+            let text = self.tokenizer.decode(&model.greedy(&ids, self.tokens)?)?;
+            eprintln!("  probe after {after}: {prompt:?} -> {text:?}");
+            let line = serde_json::json!({"after": after, "prompt": prompt, "continuation": text});
+            writeln!(log, "{line}").map_err(io)?;
+        }
+        Ok(())
+    }
+}
+
+impl Plugin<SoftMaskLlama, CausalBatch> for Probe {
+    fn name(&self) -> &str {
+        "probe"
+    }
+
+    fn after_domain(
+        &mut self,
+        model: &SoftMaskLlama,
+        end: &DomainEnd<'_, CausalBatch>,
+    ) -> Result<()> {
+        self.report(model, &end.domain.name)
+    }
 }

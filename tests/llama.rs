@@ -26,6 +26,7 @@ struct Expected {
     loss: f32,
     logits: Vec<f32>,
     shape: Vec<usize>,
+    greedy: Vec<u32>,
 }
 
 fn ints(rows: &[Vec<i64>], device: &burn::tensor::Device) -> Tensor<2, Int> {
@@ -62,6 +63,13 @@ fn logits_and_loss_match_transformers_on_every_device() {
                 (loss - fx.loss).abs() < 1e-5 * fx.loss,
                 "{name} on {device_name}: {loss} vs {}",
                 fx.loss
+            );
+            // transformers' generate(do_sample=False) from the first four ids.
+            let prompt: Vec<u32> = fx.input_ids[0][..4].iter().map(|&v| v as u32).collect();
+            assert_eq!(
+                model.greedy(&prompt, 5).unwrap(),
+                fx.greedy,
+                "{name} on {device_name}"
             );
         }
     }
@@ -237,6 +245,11 @@ fn smollm2_from_its_gguf_gives_transformers_logits() {
         assert!((last[best] - case.top[0].2).abs() < 1e-3 * scale);
     }
     assert_eq!(fx.cases[0].top[0].1, " Paris");
+    let prompt: Vec<u32> = fx.cases[0].ids.iter().map(|&v| v as u32).collect();
+    assert_eq!(
+        model.greedy(&prompt, 1).unwrap(),
+        [fx.cases[0].top[0].0 as u32]
+    );
 }
 
 /// A saved folder loads back as the same model (every tensor, the logits),

@@ -31,9 +31,13 @@ def write(name, model):
         logits = model(input_ids=ids, attention_mask=mask).logits
         labels = ids.masked_fill(mask == 0, -100)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        prompt = torch.tensor([IDS[0][:4]])
+        greedy = model.generate(prompt, max_new_tokens=5, do_sample=False,
+                                pad_token_id=0)[0, 4:].tolist()
     with open(os.path.join(folder, "expected.json"), "w") as f:
         json.dump({"input_ids": IDS, "attention_mask": MASK, "loss": loss.item(),
-                   "logits": logits.reshape(-1).tolist(), "shape": list(logits.shape)}, f)
+                   "logits": logits.reshape(-1).tolist(), "shape": list(logits.shape),
+                   "greedy": greedy}, f)
     print(f"wrote {folder}")
 
 

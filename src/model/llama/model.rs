@@ -247,6 +247,49 @@ impl SoftMaskLlama {
         Ok(self.norm.forward(x))
     }
 
+    /// The greedy continuation of `prompt` by `tokens` tokens (the full
+    /// sequence recomputed for each, fine for a few), without gates.
+    ///
+    /// # Errors
+    ///
+    /// As [`forward`](Self::forward), for an empty prompt or ids past the
+    /// vocabulary.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use burn::tensor::Device;
+    /// use softmask::model::llama::SoftMaskLlama;
+    ///
+    /// let model = SoftMaskLlama::from_gguf(".cache/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", &Device::default())?;
+    /// let next = model.greedy(&[504, 3575, 282, 4649, 314], 1)?; // "The capital of France is"
+    /// assert_eq!(next, [7042]); // " Paris"
+    /// # Ok::<(), softmask::Error>(())
+    /// ```
+    pub fn greedy(&self, prompt: &[u32], tokens: usize) -> Result<Vec<u32>> {
+        let device = self.embed.weight.val().device().inner();
+        let model = self.valid();
+        let mut ids: Vec<u32> = prompt.to_vec();
+        let vocab = self.config.vocab_size;
+        for _ in 0..tokens {
+            let n = ids.len();
+            let input = Tensor::<2, Int>::from_data(
+                TensorData::new(
+                    ids.iter().map(|&v| i64::from(v)).collect::<Vec<_>>(),
+                    [1, n],
+                ),
+                &device,
+            );
+            let logits = model.forward(input, None, None)?;
+            let last = crate::io::to_host(logits.slice([0..1, n - 1..n, 0..vocab]))?.values;
+            let best = (0..last.len())
+                .max_by(|&a, &b| last[a].total_cmp(&last[b]))
+                .unwrap_or(0);
+            ids.push(best as u32);
+        }
+        Ok(ids[prompt.len()..].to_vec())
+    }
+
     /// The mean next-token cross-entropy over the real tokens after the
     /// first (labels are the inputs shifted by one; padding ignored), as
     /// `transformers`' causal-LM loss with padding labelled -100.
