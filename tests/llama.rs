@@ -322,3 +322,47 @@ fn every_method_runs_on_the_decoder() {
         std::fs::remove_dir_all(&out).unwrap();
     }
 }
+
+/// A folder of shards and their index loads as the single file does; an
+/// index naming a shard outside the folder is refused.
+#[test]
+fn sharded_folders_load_as_one_file() {
+    let device = devices().remove(0).1;
+    let dir = temp_dir("llama-shards");
+    std::fs::copy(
+        folder("tiny-qwen2").join("config.json"),
+        dir.join("config.json"),
+    )
+    .unwrap();
+    let all = read_tensors(&folder("tiny-qwen2").join("model.safetensors"));
+    let (first, second): (Vec<_>, Vec<_>) =
+        all.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let mut map = serde_json::Map::new();
+    for (shard, part) in [("a.safetensors", first), ("b.safetensors", second)] {
+        let part: std::collections::BTreeMap<_, _> = part.into_iter().map(|(_, kv)| kv).collect();
+        for name in part.keys() {
+            map.insert(name.clone(), serde_json::json!(shard));
+        }
+        write_tensors(&dir.join(shard), &part);
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": map});
+    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let sharded = SoftMaskLlama::from_pretrained(&dir, &device).unwrap();
+    let single = SoftMaskLlama::from_pretrained(folder("tiny-qwen2"), &device).unwrap();
+    assert_eq!(
+        sharded.named_tensors().unwrap(),
+        single.named_tensors().unwrap()
+    );
+
+    let mut bad = index.clone();
+    bad["weight_map"]["lm_head.weight"] = serde_json::json!("../a.safetensors");
+    std::fs::write(dir.join("model.safetensors.index.json"), bad.to_string()).unwrap();
+    let e = SoftMaskLlama::from_pretrained(&dir, &device)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::CorruptFile { reason, .. } if reason.contains("names no shard file")),
+        "{e}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

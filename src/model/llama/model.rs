@@ -73,25 +73,68 @@ pub(super) fn build(config: &LlamaConfig, vb: &Weights) -> Result<SoftMaskLlama>
     })
 }
 
+/// The tensors of every shard that the index at `index` (Hugging Face's
+/// `{"weight_map": {tensor: shard file}}`) names, read once each.
+fn load_shards(folder: &Path, index: &Path) -> Result<TensorFile> {
+    let corrupt = |reason: String| Error::CorruptFile {
+        path: index.to_path_buf(),
+        reason,
+    };
+    let value: serde_json::Value = serde_json::from_slice(&crate::io::read(index)?)
+        .map_err(|e| corrupt(format!("not a safetensors index ({e})")))?;
+    let map = value
+        .get("weight_map")
+        .and_then(serde_json::Value::as_object)
+        .ok_or_else(|| corrupt("no weight_map".into()))?;
+    let mut shards = std::collections::BTreeSet::new();
+    for (name, shard) in map {
+        let shard = shard
+            .as_str()
+            .filter(|s| !s.is_empty() && Path::new(s).file_name() == Some(std::ffi::OsStr::new(s)))
+            .ok_or_else(|| corrupt(format!("{name:?} names no shard file in the folder")))?;
+        shards.insert(shard.to_string());
+    }
+    let mut merged = TensorFile::default();
+    for shard in shards {
+        let file = TensorFile::load(&folder.join(&shard))?;
+        for (name, t) in file.tensors {
+            if merged.tensors.insert(name.clone(), t).is_some() {
+                return Err(corrupt(format!("tensor {name:?} is in two shards")));
+            }
+        }
+        merged.skipped.extend(file.skipped);
+    }
+    Ok(merged)
+}
+
 /// A randomly initialised model for `config`.
 pub(super) fn fresh(config: &LlamaConfig, device: &Device) -> Result<SoftMaskLlama> {
     build(config, &Weights::fresh(device))
 }
 
 impl SoftMaskLlama {
-    /// Loads a Hugging Face folder: `config.json` and `model.safetensors`
-    /// (F32, F16 or BF16 tensors, read as f32).
+    /// Loads a Hugging Face folder: `config.json` and `model.safetensors`,
+    /// or the shards `model.safetensors.index.json` names (F32, F16 or BF16
+    /// tensors, read as f32).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] for a configuration softmask does not run,
-    /// [`Error::CorruptFile`], [`Error::MissingTensor`] or
-    /// [`Error::ShapeMismatch`] for weights that do not fit it.
+    /// [`Error::CorruptFile`] for an index that does not parse or names a
+    /// shard outside the folder or a tensor twice, [`Error::MissingTensor`]
+    /// or [`Error::ShapeMismatch`] for weights that do not fit it.
     pub fn from_pretrained(folder: impl AsRef<Path>, device: &Device) -> Result<SoftMaskLlama> {
         let folder = folder.as_ref();
         let config = LlamaConfig::load(folder.join("config.json"))?;
-        let path = folder.join("model.safetensors");
-        let file = TensorFile::load(&path)?;
+        let single = folder.join("model.safetensors");
+        let index = folder.join("model.safetensors.index.json");
+        let (path, file) = if !single.exists() && index.exists() {
+            let file = load_shards(folder, &index)?;
+            (index, file)
+        } else {
+            let file = TensorFile::load(&single)?;
+            (single, file)
+        };
         build(
             &config,
             &Weights::new(FileSource { file, path: &path }, device),
