@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::ParamId;
+use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
@@ -393,7 +394,8 @@ pub(crate) struct RunState {
     pub(crate) importances: Vec<String>,
     /// The results so far.
     pub(crate) results: ResultMatrix,
-    /// The optimizer's state, mid-domain.
+    /// The optimizer's state to write into the next checkpoint (mid-domain
+    /// only; cleared once written).
     pub(crate) optimizer: Option<Vec<u8>>,
 }
 
@@ -431,11 +433,12 @@ pub(crate) fn save<M: ContinualModel<B>, B>(
 /// The checkpoint file of the optimizer's state.
 const OPTIMIZER_FILE: &str = "optimizer.bin";
 
-/// The model, run state and plugins' state of the checkpoint `dir` (with
-/// `manifest`), each checked against the run before anything of it changes:
-/// the position ([`check_position`]), the weights' shapes, the importance
-/// files ([`check_importances`]) and the optimizer state (against the loaded
-/// model and `config`'s optimizer).
+/// The model, run state, optimizer (with its state, mid-domain) and
+/// plugins' state of the checkpoint `dir` (with `manifest`), each checked
+/// against the run before anything of it changes: the position
+/// ([`check_position`]), the weights' shapes, the importance files
+/// ([`check_importances`]) and the optimizer state (against the loaded model
+/// and `config`'s optimizer, once: the loop steps with the optimizer returned).
 pub(crate) fn restore<M: ContinualModel<B>, B>(
     config: &MethodConfig,
     out: &Path,
@@ -444,7 +447,7 @@ pub(crate) fn restore<M: ContinualModel<B>, B>(
     (manifest, dir): (Manifest, PathBuf),
     device: &Device,
     plugins: &mut [Box<dyn Plugin<M, B>>],
-) -> Result<(M, RunState)> {
+) -> Result<(M, RunState, Option<ModuleOptimizer>)> {
     let dir = dir.as_path();
     check_position(config, &manifest, dir, domain_names.len())?;
     // The checkpoint's parameter ids, so that its optimizer state and EWC
@@ -477,13 +480,12 @@ pub(crate) fn restore<M: ContinualModel<B>, B>(
     )?;
     let optimizer = if manifest.optimizer {
         let bytes = io::read(&dir.join(OPTIMIZER_FILE))?;
-        load_checked(&config.optimizer.init()?, &bytes, &ParamTable::of(&loaded)).map_err(|e| {
-            Error::Checkpoint {
+        let optim = load_checked(&config.optimizer.init()?, &bytes, &ParamTable::of(&loaded))
+            .map_err(|e| Error::Checkpoint {
                 path: dir.to_path_buf(),
                 reason: format!("its {OPTIMIZER_FILE}: {e}"),
-            }
-        })?;
-        Some(bytes)
+            })?;
+        Some(optim)
     } else {
         None
     };
@@ -499,7 +501,8 @@ pub(crate) fn restore<M: ContinualModel<B>, B>(
             position: manifest.position,
             importances: manifest.importances,
             results: manifest.results,
-            optimizer,
+            optimizer: None,
         },
+        optimizer,
     ))
 }

@@ -266,7 +266,7 @@ impl<C> ContinualTrainer<C> {
         let restored = match prepared {
             Some(found) => {
                 let at = found.1.clone();
-                let (m, state) = checkpoint::restore(
+                let (m, state, optim) = checkpoint::restore(
                     &self.config,
                     &self.out,
                     &names,
@@ -275,16 +275,19 @@ impl<C> ContinualTrainer<C> {
                     &device,
                     &mut plugins,
                 )?;
-                (m, Some((state, at)))
+                (m, Some((state, at, optim)))
             }
             None => (model, None),
         };
         let mut log = JsonlLog::open(self.out.join("log.jsonl"))?;
+        // The optimizer a mid-domain checkpoint resumes with, its state checked.
+        let mut resumed_optim = None;
         let (mut model, mut state) = match restored {
-            (m, Some((state, at))) => {
+            (m, Some((state, at, optim))) => {
                 let Position { domain, step } = state.position;
                 let name = names.get(domain).map_or("(done)", String::as_str);
                 self.notify(&mut log, |o| o.on_resume(&at, name, domain, step));
+                resumed_optim = optim;
                 (m, state)
             }
             (model, None) => {
@@ -337,16 +340,12 @@ impl<C> ContinualTrainer<C> {
                     &zeros
                 }
             };
-            let mut optim = SoftMaskedOptimizer::new(
-                self.config.optimizer.init()?,
-                mask,
-                &model,
-                self.config.mask_mode,
-            )?
-            .with_ungoverned_damping(self.config.ungoverned_damping)?;
-            if let Some(bytes) = state.optimizer.take() {
-                optim.load_state(&bytes)?;
-            }
+            let base = match resumed_optim.take() {
+                Some(optim) => optim,
+                None => self.config.optimizer.init()?,
+            };
+            let mut optim = SoftMaskedOptimizer::new(base, mask, &model, self.config.mask_mode)?
+                .with_ungoverned_damping(self.config.ungoverned_damping)?;
             let begins = DomainStart {
                 index: t,
                 applied: applied.as_ref(),
@@ -420,6 +419,7 @@ impl<C> ContinualTrainer<C> {
                             })?;
                     state.optimizer = Some(bytes.to_vec());
                     let path = checkpoint::save(&self.out, &model, &identity, &state, &plugins)?;
+                    state.optimizer = None;
                     self.notify(&mut log, |o| o.on_checkpoint(&path));
                 }
             }
@@ -457,7 +457,6 @@ impl<C> ContinualTrainer<C> {
                 domain: t + 1,
                 step: 0,
             };
-            state.optimizer = None;
             let path = checkpoint::save(&self.out, &model, &identity, &state, &plugins)?;
             self.notify(&mut log, |o| o.on_checkpoint(&path));
         }
