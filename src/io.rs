@@ -76,6 +76,18 @@ pub fn to_host<const D: usize>(tensor: Tensor<D>) -> Result<HostTensor> {
     Ok(HostTensor { shape, values })
 }
 
+/// A model configuration read from the JSON file `path` and checked by
+/// `validate`; either failure is [`Error::InvalidConfig`] naming the file.
+pub(crate) fn read_config<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    validate: impl FnOnce(&T) -> std::result::Result<(), String>,
+) -> Result<T> {
+    let invalid = |e: String| Error::InvalidConfig(format!("{}: {e}", path.display()));
+    let config: T = serde_json::from_slice(&read(path)?).map_err(|e| invalid(e.to_string()))?;
+    validate(&config).map_err(invalid)?;
+    Ok(config)
+}
+
 /// An integer tensor's values copied to the host, row-major, as `i64`.
 ///
 /// # Errors

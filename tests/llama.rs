@@ -117,6 +117,12 @@ fn key_and_value_rows_are_governed_by_their_groups_of_query_heads() {
     // Every governed parameter fits: a mask plan builds.
     let imp = Importance::zeros(&model.gate_layout()).unwrap();
     UpdateSoftMasker::new(&imp, &model).unwrap();
+    // The KL proxy's dropout takes a rate in [0, 1).
+    assert!(model.clone().with_proxy_dropout(0.2).is_ok());
+    assert!(matches!(
+        model.with_proxy_dropout(1.0).map(|_| ()),
+        Err(Error::InvalidConfig(_))
+    ));
 }
 
 #[test]

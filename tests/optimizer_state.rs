@@ -122,7 +122,7 @@ fn refusal(r: Result<()>) -> String {
 }
 
 #[test]
-fn a_valid_state_loads_and_steps_as_the_optimizer_that_saved_it() {
+fn a_valid_state_loads_as_the_optimizer_saved_it() {
     let device = device();
     let (m, bytes) = trained(&device);
     let mut a = masked(&m, fused());

@@ -76,17 +76,19 @@ impl GgufValue {
 
     /// The value as a float, when it is a number.
     pub fn as_f64(&self) -> Option<f64> {
-        match *self {
-            GgufValue::F32(v) => Some(f64::from(v)),
-            GgufValue::F64(v) => Some(v),
-            _ => self.as_u64().map(|v| v as f64).or(match *self {
-                GgufValue::I8(v) => Some(f64::from(v)),
-                GgufValue::I16(v) => Some(f64::from(v)),
-                GgufValue::I32(v) => Some(f64::from(v)),
-                GgufValue::I64(v) => Some(v as f64),
-                _ => None,
-            }),
-        }
+        Some(match *self {
+            GgufValue::U8(v) => f64::from(v),
+            GgufValue::I8(v) => f64::from(v),
+            GgufValue::U16(v) => f64::from(v),
+            GgufValue::I16(v) => f64::from(v),
+            GgufValue::U32(v) => f64::from(v),
+            GgufValue::I32(v) => f64::from(v),
+            GgufValue::U64(v) => v as f64,
+            GgufValue::I64(v) => v as f64,
+            GgufValue::F32(v) => f64::from(v),
+            GgufValue::F64(v) => v,
+            _ => return None,
+        })
     }
 
     /// The value as a string.

@@ -73,14 +73,7 @@ impl BertConfig {
     /// [`Error::Io`] when unreadable, [`Error::InvalidConfig`] naming the field
     /// that is missing, mistyped or out of range.
     pub fn load(path: impl AsRef<Path>) -> Result<BertConfig> {
-        let path = path.as_ref();
-        let bytes = io::read(path)?;
-        let config: BertConfig = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::InvalidConfig(format!("{}: {e}", path.display())))?;
-        config
-            .validate()
-            .map_err(|e| Error::InvalidConfig(format!("{}: {e}", path.display())))?;
-        Ok(config)
+        io::read_config(path.as_ref(), BertConfig::validate)
     }
 
     /// Writes the configuration as `config.json` (atomically).

@@ -71,13 +71,7 @@ impl LlamaConfig {
     /// [`Error::Io`] when unreadable, [`Error::InvalidConfig`] naming the
     /// field that is missing, mistyped or out of range (see [`validate`](Self::validate)).
     pub fn load(path: impl AsRef<Path>) -> Result<LlamaConfig> {
-        let path = path.as_ref();
-        let config: LlamaConfig = serde_json::from_slice(&io::read(path)?)
-            .map_err(|e| Error::InvalidConfig(format!("{}: {e}", path.display())))?;
-        config
-            .validate()
-            .map_err(|e| Error::InvalidConfig(format!("{}: {e}", path.display())))?;
-        Ok(config)
+        io::read_config(path.as_ref(), LlamaConfig::validate)
     }
 
     /// Writes a `config.json` that `transformers` loads (both RoPE spellings,
