@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Int, Tensor, TensorData};
 use common::*;
-use softmask::model::llama::{LlamaConfig, SoftMaskLlama};
+use softmask::continual::ContinualModel;
+use softmask::model::llama::{CausalBatch, LlamaConfig, SoftMaskLlama};
 use softmask::*;
 
 fn folder(name: &str) -> PathBuf {
@@ -371,4 +372,128 @@ fn sharded_folders_load_as_one_file() {
         "{e}"
     );
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[derive(serde::Deserialize)]
+struct Derived {
+    batches: Vec<Rows>,
+    importance: std::collections::BTreeMap<String, Vec<f32>>,
+    step: Step,
+}
+
+#[derive(serde::Deserialize)]
+struct Rows {
+    input_ids: Vec<Vec<i64>>,
+    attention_mask: Vec<Vec<i64>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Step {
+    lr: f64,
+    eps: f32,
+    weight_decay: f64,
+    loss: f32,
+    importance: std::collections::BTreeMap<String, Vec<f32>>,
+}
+
+/// A padded batch of the fixture: the real tokens of each row.
+fn causal(rows: &Rows, vocab: usize, device: &burn::tensor::Device) -> CausalBatch {
+    let real: Vec<Vec<u32>> = rows
+        .input_ids
+        .iter()
+        .zip(&rows.attention_mask)
+        .map(|(ids, mask)| {
+            ids.iter()
+                .zip(mask)
+                .filter(|(_, m)| **m == 1)
+                .map(|(&i, _)| i as u32)
+                .collect()
+        })
+        .collect();
+    CausalBatch::from_rows(&real, 0, vocab, device).unwrap()
+}
+
+/// The largest difference between two value lists, relative to the largest
+/// magnitude among the expected ones.
+fn relative(got: &[f32], want: &[f32]) -> f32 {
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    max_abs_diff(got, want) / scale.max(f32::MIN_POSITIVE)
+}
+
+/// Gate-gradient importance of the causal-LM loss, and every weight after
+/// one update-masked AdamW step, against transformers
+/// (tools/reference/llama_fixtures.py), on every CPU device.
+#[test]
+fn importance_and_an_update_masked_adamw_step_match_transformers() {
+    for name in ["tiny-llama", "tiny-qwen2"] {
+        let text = std::fs::read_to_string(folder(name).join("derived.json")).unwrap();
+        let fx: Derived = serde_json::from_str(&text).unwrap();
+        let want = read_tensors(&folder(name).join("after_step.safetensors"));
+        for (device_name, device) in devices() {
+            let mut model = SoftMaskLlama::from_pretrained(folder(name), &device).unwrap();
+            let vocab = model.config().vocab_size;
+            let layout = model.gate_layout();
+            let batches: Vec<CausalBatch> = fx
+                .batches
+                .iter()
+                .map(|b| causal(b, vocab, &device))
+                .collect();
+            let mut est = ImportanceEstimator::new(
+                layout.clone(),
+                Accumulation::PerBatch,
+                GradientSign::Signed,
+            )
+            .unwrap();
+            let proxy = |m: &SoftMaskLlama, g: &Gates, b: &CausalBatch| m.loss(b, Some(g));
+            for b in &batches {
+                est.step(&model, b, &proxy).unwrap();
+            }
+            for gate in est.raw().unwrap().gates() {
+                let d = relative(&gate.values, &fx.importance[&gate.name]);
+                assert!(
+                    d < 1e-5,
+                    "{name} on {device_name}: importance {} off by {d}",
+                    gate.name
+                );
+            }
+
+            let pattern = Importance::new(
+                &layout,
+                layout
+                    .specs()
+                    .iter()
+                    .map(|s| fx.step.importance[&s.name].clone())
+                    .collect(),
+            )
+            .unwrap();
+            let loss = model.loss(&batches[0], None).unwrap();
+            let got_loss = loss.clone().into_scalar::<f32>();
+            assert!(
+                (got_loss - fx.step.loss).abs() < 1e-5 * fx.step.loss,
+                "{name} on {device_name}: loss {got_loss} vs {}",
+                fx.step.loss
+            );
+            let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
+            let adamw = softmask_kernels::FusedAdamWConfig::new()
+                .with_epsilon(fx.step.eps)
+                .with_weight_decay(fx.step.weight_decay as f32)
+                .init()
+                .unwrap();
+            let mut optim =
+                SoftMaskedOptimizer::new(adamw, &pattern, &model, MaskMode::Update).unwrap();
+            optim.step(fx.step.lr, &mut model, grads).unwrap();
+            let got = model.named_tensors().unwrap();
+            assert_eq!(
+                got.keys().collect::<Vec<_>>(),
+                want.keys().collect::<Vec<_>>(),
+                "{name}"
+            );
+            for (key, (shape, values)) in &want {
+                let g = &got[key];
+                assert_eq!(&g.shape, shape, "{name}: {key}");
+                let d = relative(&g.values, values);
+                assert!(d < 1e-5, "{name} on {device_name}: {key} off by {d}");
+            }
+        }
+    }
 }
