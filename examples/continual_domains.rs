@@ -1,7 +1,7 @@
-//! Continual pre-training of a real BERT or decoder LLM through a sequence of
+//! Continual pre-training of a real BERT, RoBERTa or decoder LLM through a sequence of
 //! domains, with one of the methods (`ncl`, `dga`, `das`, `ewc`,
 //! `das-permuted`, `das-uniform`), held-out evaluation after every domain,
-//! checkpoints and resume. `--model` takes a BERT folder (MLM), a Llama, Qwen2
+//! checkpoints and resume. `--model` takes a BERT or RoBERTa folder (MLM), a Llama, Qwen2
 //! or Mistral folder, or a llama GGUF file such as SmolLM2's
 //! (`tools/fetch_smollm2.sh`; causal-LM loss, documents joined with the
 //! end-of-text token).
@@ -48,12 +48,12 @@ use softmask::{
 
 mod common;
 
-/// Continual pre-training of a BERT through a sequence of domains, with
+/// Continual pre-training of a BERT, RoBERTa or decoder LLM through a sequence of domains, with
 /// held-out evaluation after every domain, checkpoints and resume.
 #[derive(Parser)]
 #[command(args_override_self = true)]
 struct Args {
-    /// A Hugging Face folder (config.json, model.safetensors, tokenizer.json) of a BERT or a Llama, Qwen2 or Mistral decoder, or a llama GGUF file
+    /// A Hugging Face folder (config.json, model.safetensors, tokenizer.json) of a BERT, a RoBERTa, or a Llama, Qwen2 or Mistral decoder, or a llama GGUF file
     #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/.cache/all-MiniLM-L6-v2"))]
     model: PathBuf,
     /// A domain to train, in order: a text file or a folder of .txt files (repeat the flag for each domain)
@@ -235,7 +235,7 @@ fn cap(chunks: Vec<Vec<u32>>, max: usize) -> Vec<Vec<u32>> {
 
 /// What `--model` names.
 enum ModelKind {
-    /// A BERT folder (`model_type` bert).
+    /// A BERT or RoBERTa folder (`model_type` bert or roberta).
     Bert,
     /// A decoder folder (`model_type` llama, qwen2 or mistral) with its `tokenizer.json`.
     DecoderFolder,
@@ -263,9 +263,9 @@ fn model_kind(path: &std::path::Path) -> Result<ModelKind> {
     })?;
     match value.get("model_type").and_then(Value::as_str) {
         Some("llama" | "qwen2" | "mistral") => Ok(ModelKind::DecoderFolder),
-        Some("bert") | None => Ok(ModelKind::Bert),
+        Some("bert" | "roberta") | None => Ok(ModelKind::Bert),
         Some(other) => Err(Error::InvalidConfig(format!(
-            "{}: model_type {other:?}; --model takes a BERT or a Llama, Qwen2 or Mistral \
+            "{}: model_type {other:?}; --model takes a BERT, RoBERTa, Llama, Qwen2 or Mistral \
              folder, or a llama GGUF file",
             config.display()
         ))),
@@ -288,14 +288,19 @@ fn run(args: &Args, method: MethodConfig) -> Result<()> {
             let model = model.with_head_layout(args.head_layout);
             let tokenizer =
                 HfTokenizer::from_file(args.model.join("tokenizer.json"), method.seq_len)?;
-            let id = |t: &str| {
-                tokenizer
-                    .token_id(t)
-                    .ok_or_else(|| Error::InvalidConfig(format!("the tokenizer has no {t} token")))
+            tokenizer.check_vocabulary(config.vocab_size)?;
+            // BERT's WordPiece names them [MASK] and [PAD], RoBERTa's BPE <mask> and <pad>.
+            let id = |names: [&str; 2]| {
+                names
+                    .iter()
+                    .find_map(|t| tokenizer.token_id(t))
+                    .ok_or_else(|| {
+                        Error::InvalidConfig(format!("the tokenizer has no {} token", names[0]))
+                    })
             };
             let collate = MlmChunkCollate::new(
-                id("[MASK]")?,
-                id("[PAD]")?,
+                id(["[MASK]", "<mask>"])?,
+                id(["[PAD]", "<pad>"])?,
                 config.vocab_size,
                 tokenizer.special_ids(),
             )?;
@@ -314,12 +319,7 @@ fn run(args: &Args, method: MethodConfig) -> Result<()> {
                 ),
             };
             let vocab = model.config().vocab_size;
-            if tokenizer.vocab_size() > vocab {
-                return Err(Error::LayoutMismatch(format!(
-                    "the tokenizer has {} ids, the model's vocabulary {vocab}",
-                    tokenizer.vocab_size()
-                )));
-            }
+            tokenizer.check_vocabulary(vocab)?;
             // Documents are joined with the end-of-text token; padding takes it too.
             let eos = ["<|endoftext|>", "</s>", "<|end_of_text|>", "<|im_end|>"]
                 .iter()

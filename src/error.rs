@@ -52,6 +52,18 @@ pub enum Error {
         vocab_size: usize,
     },
 
+    /// A tokenizer that produces ids the model's embedding table lacks.
+    #[error(
+        "the tokenizer has {tokenizer} ids, more than the model's vocabulary of {model}: \
+         it is not the model's tokenizer"
+    )]
+    VocabularyMismatch {
+        /// Ids the tokenizer produces.
+        tokenizer: usize,
+        /// Rows of the model's embedding table.
+        model: usize,
+    },
+
     /// A sequence longer than the model's position table.
     #[error("sequence of {len} tokens is longer than the {max} positions the model has")]
     SequenceTooLong {

@@ -69,12 +69,6 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
 }
 
-/// Largest difference relative to the largest reference magnitude.
-fn rel_diff(got: &[f32], want: &[f32]) -> f32 {
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-    max_abs_diff(got, want) / scale
-}
-
 #[test]
 fn tiny_hidden_states_logits_and_loss_match_transformers() {
     let fx = tiny_fixture();

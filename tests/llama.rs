@@ -413,13 +413,6 @@ fn causal(rows: &Rows, vocab: usize, device: &burn::tensor::Device) -> CausalBat
     CausalBatch::from_rows(&real, 0, vocab, device).unwrap()
 }
 
-/// The largest difference between two value lists, relative to the largest
-/// magnitude among the expected ones.
-fn relative(got: &[f32], want: &[f32]) -> f32 {
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    max_abs_diff(got, want) / scale.max(f32::MIN_POSITIVE)
-}
-
 /// Gate-gradient importance of the causal-LM loss, and every weight after
 /// one update-masked AdamW step, against transformers
 /// (tools/reference/llama_fixtures.py), on every CPU device.
@@ -449,7 +442,7 @@ fn importance_and_an_update_masked_adamw_step_match_transformers() {
                 est.step(&model, b, &proxy).unwrap();
             }
             for gate in est.raw().unwrap().gates() {
-                let d = relative(&gate.values, &fx.importance[&gate.name]);
+                let d = rel_diff(&gate.values, &fx.importance[&gate.name]);
                 assert!(
                     d < 1e-5,
                     "{name} on {device_name}: importance {} off by {d}",
@@ -457,15 +450,7 @@ fn importance_and_an_update_masked_adamw_step_match_transformers() {
                 );
             }
 
-            let pattern = Importance::new(
-                &layout,
-                layout
-                    .specs()
-                    .iter()
-                    .map(|s| fx.step.importance[&s.name].clone())
-                    .collect(),
-            )
-            .unwrap();
+            let pattern = importance_by_name(&layout, &fx.step.importance);
             let loss = model.loss(&batches[0], None).unwrap();
             let got_loss = loss.clone().into_scalar::<f32>();
             assert!(
@@ -473,27 +458,41 @@ fn importance_and_an_update_masked_adamw_step_match_transformers() {
                 "{name} on {device_name}: loss {got_loss} vs {}",
                 fx.step.loss
             );
-            let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
-            let adamw = softmask_kernels::FusedAdamWConfig::new()
-                .with_epsilon(fx.step.eps)
-                .with_weight_decay(fx.step.weight_decay as f32)
-                .init()
-                .unwrap();
-            let mut optim =
-                SoftMaskedOptimizer::new(adamw, &pattern, &model, MaskMode::Update).unwrap();
-            optim.step(fx.step.lr, &mut model, grads).unwrap();
-            let got = model.named_tensors().unwrap();
-            assert_eq!(
-                got.keys().collect::<Vec<_>>(),
-                want.keys().collect::<Vec<_>>(),
-                "{name}"
+            update_masked_adamw_step(
+                &mut model,
+                loss,
+                &pattern,
+                (fx.step.lr, fx.step.eps, fx.step.weight_decay),
             );
-            for (key, (shape, values)) in &want {
-                let g = &got[key];
-                assert_eq!(&g.shape, shape, "{name}: {key}");
-                let d = relative(&g.values, values);
-                assert!(d < 1e-5, "{name} on {device_name}: {key} off by {d}");
-            }
+            let what = format!("{name} on {device_name}");
+            assert_tensors_match(&what, &model.named_tensors().unwrap(), &want, 1e-5);
         }
     }
+}
+
+#[test]
+fn a_tokenizer_with_more_ids_than_the_model_is_refused() {
+    let device = devices().remove(0).1;
+    let model = SoftMaskLlama::from_pretrained(folder("tiny-llama"), &device).unwrap();
+    // The tiny RoBERTa's byte-level BPE has 300 ids; this model has 64 rows.
+    let tokenizer = HfTokenizer::from_file(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/roberta/tiny/tokenizer.json"),
+        32,
+    )
+    .unwrap();
+    let e = tokenizer
+        .check_vocabulary(model.config().vocab_size)
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::VocabularyMismatch {
+                tokenizer: 300,
+                model: 64
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("not the model's tokenizer"));
+    assert!(tokenizer.check_vocabulary(300).is_ok());
 }

@@ -113,6 +113,60 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// Largest difference relative to the largest reference magnitude.
+pub fn rel_diff(got: &[f32], want: &[f32]) -> f32 {
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    max_abs_diff(got, want) / scale.max(f32::MIN_POSITIVE)
+}
+
+/// An importance of `layout` whose gates' values a fixture gives by name.
+pub fn importance_by_name(layout: &GateLayout, values: &BTreeMap<String, Vec<f32>>) -> Importance {
+    let gates = layout.specs().iter().map(|s| values[&s.name].clone());
+    Importance::new(layout, gates.collect()).unwrap()
+}
+
+/// One FusedAdamW step (`eps`, `weight_decay`, learning rate `lr`) of
+/// `model` on the gradients of `loss`, update-masked with `importance`.
+pub fn update_masked_adamw_step<M>(
+    model: &mut M,
+    loss: burn::tensor::Tensor<1>,
+    importance: &Importance,
+    (lr, eps, weight_decay): (f64, f32, f64),
+) where
+    M: burn::module::Module + softmask::SoftMaskable,
+{
+    let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &*model);
+    let adamw = softmask_kernels::FusedAdamWConfig::new()
+        .with_epsilon(eps)
+        .with_weight_decay(weight_decay as f32)
+        .init()
+        .unwrap();
+    let mut optim =
+        softmask::SoftMaskedOptimizer::new(adamw, importance, &*model, softmask::MaskMode::Update)
+            .unwrap();
+    optim.step(lr, model, grads).unwrap();
+}
+
+/// Every tensor of `want` (a fixture's safetensors) is in `got` with its
+/// shape and values within `tolerance` relative, and nothing else is.
+pub fn assert_tensors_match(
+    what: &str,
+    got: &BTreeMap<String, softmask::io::HostTensor>,
+    want: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    tolerance: f32,
+) {
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "{what}"
+    );
+    for (key, (shape, values)) in want {
+        assert_eq!(&got[key].shape, shape, "{what}: {key}");
+        let d = rel_diff(&got[key].values, values);
+        assert!(d < tolerance, "{what}: {key} off by {d}");
+    }
+}
+
 /// Reads every tensor of a safetensors file as f32 values.
 pub fn read_tensors(path: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
     let bytes = std::fs::read(path).unwrap();

@@ -38,6 +38,27 @@ def pattern(rows, units, offset):
     return [[((r * 7 + u * 5 + offset) % 11) / 11.0 for u in range(units)] for r in range(rows)]
 
 
+def update_mask(params, old, imp, layers, head_dim, encoder="bert"):
+    """theta_old + (1 - I) * (theta_new - theta_old) in place, in the semantic
+    head layout (see above), for the parameters of `encoder.encoder.layer.N`."""
+    with torch.no_grad():
+        def pull(name, keep):
+            p = params[name]
+            p.copy_(old[name] + keep * (p - old[name]))
+
+        for i in range(layers):
+            pre = f"{encoder}.encoder.layer.{i}"
+            heads = (1 - imp["heads"][i]).repeat_interleave(head_dim)
+            for part in ("query", "key", "value"):
+                pull(f"{pre}.attention.self.{part}.weight", heads.unsqueeze(1))
+                pull(f"{pre}.attention.self.{part}.bias", heads)
+            pull(f"{pre}.attention.output.dense.weight", heads.unsqueeze(0))
+            for name in ("intermediate", "output"):
+                keep = 1 - imp[name][i]
+                pull(f"{pre}.{name}.dense.weight", keep.unsqueeze(1))
+                pull(f"{pre}.{name}.dense.bias", keep)
+
+
 def main():
     cfg = BertConfig.from_json_file(os.path.join(TINY, "config.json"))
     model = BertForMaskedLM(cfg).eval()
@@ -103,24 +124,7 @@ def main():
     loss.backward()
     opt.step()
 
-    with torch.no_grad():
-        def pull(name, keep):
-            p = params[name]
-            p.copy_(old[name] + keep * (p - old[name]))
-
-        for i in range(L):
-            pre = f"bert.encoder.layer.{i}"
-            heads = (1 - imp["heads"][i]).repeat_interleave(head_dim)
-            for part in ("query", "key", "value"):
-                pull(f"{pre}.attention.self.{part}.weight", heads.unsqueeze(1))
-                pull(f"{pre}.attention.self.{part}.bias", heads)
-            pull(f"{pre}.attention.output.dense.weight", heads.unsqueeze(0))
-            inter = 1 - imp["intermediate"][i]
-            pull(f"{pre}.intermediate.dense.weight", inter.unsqueeze(1))
-            pull(f"{pre}.intermediate.dense.bias", inter)
-            out = 1 - imp["output"][i]
-            pull(f"{pre}.output.dense.weight", out.unsqueeze(1))
-            pull(f"{pre}.output.dense.bias", out)
+    update_mask(params, old, imp, L, head_dim)
 
     os.makedirs(OUT, exist_ok=True)
     sd = {k: v.contiguous() for k, v in model.state_dict().items()

@@ -33,6 +33,35 @@ pub trait Tokenizer {
     /// embedding table size.
     fn vocab_size(&self) -> usize;
 
+    /// Checks that every id this tokenizer produces has a row in a model's
+    /// embedding table of `model_vocab_size` (a model may have more rows,
+    /// as Qwen2's padded tables do, never fewer).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::VocabularyMismatch`](crate::Error::VocabularyMismatch) when
+    /// the tokenizer has more ids than the model.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use softmask::{Tokenizer, UnknownWords, WordTokenizer};
+    ///
+    /// let tok = WordTokenizer::from_corpus(&["a b c"], UnknownWords::Error);
+    /// assert!(tok.check_vocabulary(tok.vocab_size()).is_ok());
+    /// assert!(tok.check_vocabulary(tok.vocab_size() - 1).is_err());
+    /// # Ok::<(), softmask::Error>(())
+    /// ```
+    fn check_vocabulary(&self, model_vocab_size: usize) -> Result<()> {
+        match self.vocab_size() {
+            n if n > model_vocab_size => Err(crate::error::Error::VocabularyMismatch {
+                tokenizer: n,
+                model: model_vocab_size,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Encodes every text of a corpus, in order.
     fn encode_corpus<S: AsRef<str>>(&self, corpus: &[S]) -> Result<Vec<Vec<u32>>>
     where

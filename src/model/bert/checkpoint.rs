@@ -12,12 +12,25 @@ use crate::io::{HostTensor, TensorFile};
 use crate::model::DropoutConfig;
 use crate::model::weights::{Fresh, Init, Names, Source, Weights};
 
-/// Parameters from a checkpoint, with an optional `bert.` prefix; the MLM head
-/// falls back to fresh ones when the file has none.
+/// RoBERTa's name for the MLM-head parameter BERT calls `name`
+/// (`cls.predictions.transform.dense.weight` is `lm_head.dense.weight`, and
+/// so on); `None` for a name outside the head.
+fn roberta_head(name: &str) -> Option<String> {
+    let rest = name.strip_prefix("cls.predictions.")?;
+    let rest = match rest.strip_prefix("transform.") {
+        Some(t) => t.replacen("LayerNorm.", "layer_norm.", 1),
+        None => rest.to_string(),
+    };
+    Some(format!("lm_head.{rest}"))
+}
+
+/// Parameters from a checkpoint, with an optional `bert.` (or `roberta.`)
+/// prefix; the MLM head falls back to fresh ones when the file has none.
 struct Checkpoint<'a> {
     file: TensorFile,
     path: &'a Path,
     prefix: &'static str,
+    roberta: bool,
     fresh: Fresh,
     head_missing: bool,
 }
@@ -28,7 +41,11 @@ impl Source for Checkpoint<'_> {
             if self.head_missing {
                 return self.fresh.tensor(name, shape, init);
             }
-            return self.file.take(name, shape, self.path);
+            let stored = match self.roberta {
+                true => roberta_head(name).unwrap_or_else(|| name.to_string()),
+                false => name.to_string(),
+            };
+            return self.file.take(&stored, shape, self.path);
         }
         let full = format!("{}{name}", self.prefix);
         // Old checkpoints name LayerNorm parameters gamma and beta.
@@ -70,10 +87,11 @@ pub(super) fn fresh(config: &BertConfig, device: &Device) -> Result<SoftMaskBert
 }
 
 impl SoftMaskBert {
-    /// Loads a Hugging Face BERT checkpoint folder: `config.json` and
-    /// `model.safetensors` of a `BertModel` or `BertForMaskedLM`, with or
-    /// without the `bert.` prefix. Without an MLM head, one is initialised;
-    /// the decoder is always tied to the word embeddings.
+    /// Loads a Hugging Face BERT or RoBERTa checkpoint folder: `config.json`
+    /// and `model.safetensors` of a `BertModel`, `BertForMaskedLM`,
+    /// `RobertaModel` or `RobertaForMaskedLM`, with or without the `bert.`
+    /// (`roberta.`) prefix. Without an MLM head, one is initialised; the
+    /// decoder is always tied to the word embeddings.
     ///
     /// # Errors
     ///
@@ -98,21 +116,24 @@ impl SoftMaskBert {
     ) -> Result<SoftMaskBert> {
         let path = path.as_ref();
         let file = TensorFile::load(path)?;
-        let prefix = if file
-            .tensors
-            .contains_key("bert.embeddings.word_embeddings.weight")
-        {
-            "bert."
-        } else {
-            ""
+        let roberta = config.is_roberta();
+        let (prefix, head) = match roberta {
+            true => ("roberta.", "lm_head.dense.weight"),
+            false => ("bert.", "cls.predictions.transform.dense.weight"),
         };
-        let head_missing = !file
+        let prefix = match file
             .tensors
-            .contains_key("cls.predictions.transform.dense.weight");
+            .contains_key(&format!("{prefix}embeddings.word_embeddings.weight"))
+        {
+            true => prefix,
+            false => "",
+        };
+        let head_missing = !file.tensors.contains_key(head);
         let src = Checkpoint {
             file,
             path,
             prefix,
+            roberta,
             fresh: Fresh {
                 device: device.clone(),
             },
@@ -131,24 +152,36 @@ impl SoftMaskBert {
         self.save_safetensors(dir.join("model.safetensors"))
     }
 
-    /// Saves the weights as a `BertForMaskedLM` safetensors file in Hugging
-    /// Face names (`bert.` prefix, PyTorch `[out, in]` layouts, decoder tied so
-    /// not stored), atomically.
+    /// Saves the weights as a `BertForMaskedLM` (`RobertaForMaskedLM`)
+    /// safetensors file in Hugging Face names (`bert.` or `roberta.` prefix,
+    /// PyTorch `[out, in]` layouts, decoder tied so not stored), atomically.
     pub fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<()> {
         TensorFile::from(self.named_tensors()?).save(path.as_ref())
     }
 
     /// Every parameter copied to the host, by its Hugging Face
-    /// `BertForMaskedLM` name, in PyTorch layouts (dense weights `[out, in]`):
-    /// exactly what [`save_safetensors`](Self::save_safetensors) writes.
+    /// `BertForMaskedLM` (`RobertaForMaskedLM`) name, in PyTorch layouts
+    /// (dense weights `[out, in]`): exactly what
+    /// [`save_safetensors`](Self::save_safetensors) writes.
     pub fn named_tensors(&self) -> Result<BTreeMap<String, HostTensor>> {
         let mut tensors = BTreeMap::new();
         let mut names = Names::new(&mut tensors);
-        self.embeddings.save(&mut names.pp("bert.embeddings"))?;
+        let encoder = match self.config.is_roberta() {
+            true => "roberta",
+            false => "bert",
+        };
+        self.embeddings
+            .save(&mut names.pp(format!("{encoder}.embeddings")))?;
         for (l, layer) in self.layers.iter().enumerate() {
-            layer.save(&mut names.pp(format!("bert.encoder.layer.{l}")))?;
+            layer.save(&mut names.pp(format!("{encoder}.encoder.layer.{l}")))?;
         }
         self.mlm.save(&mut names.pp("cls.predictions"))?;
+        if self.config.is_roberta() {
+            tensors = tensors
+                .into_iter()
+                .map(|(name, t)| (roberta_head(&name).unwrap_or(name), t))
+                .collect();
+        }
         Ok(tensors)
     }
 

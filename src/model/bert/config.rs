@@ -1,4 +1,4 @@
-//! `BertConfig`: the fields of a Hugging Face BERT `config.json`.
+//! `BertConfig`: the fields of a Hugging Face BERT or RoBERTa `config.json`.
 
 use std::path::Path;
 
@@ -11,9 +11,19 @@ use crate::io;
 use crate::limits::{MAX_LAYERS, MAX_TOKEN_ID, check_parameter_count};
 
 /// Configuration of [`SoftMaskBert`](crate::SoftMaskBert), with the names and
-/// meanings of a Hugging Face BERT `config.json`.
+/// meanings of a Hugging Face BERT or RoBERTa `config.json`.
+///
+/// RoBERTa (`model_type` `"roberta"`) is the same encoder with three
+/// differences that follow from the field: position ids count the non-padding
+/// tokens and start past `pad_token_id` (so the longest sequence is
+/// `max_position_embeddings - pad_token_id - 1`), checkpoints name the encoder
+/// `roberta.` and the MLM head `lm_head.` (`dense`, `layer_norm`, `bias`), and
+/// there is usually one token type.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BertConfig {
+    /// `"bert"` or `"roberta"`.
+    #[serde(default = "bert")]
+    pub model_type: String,
     /// Rows of the word embedding table.
     pub vocab_size: usize,
     /// Width of every hidden state.
@@ -49,6 +59,9 @@ pub struct BertConfig {
     pub position_embedding_type: String,
 }
 
+fn bert() -> String {
+    "bert".into()
+}
 fn gelu() -> String {
     "gelu".into()
 }
@@ -84,11 +97,11 @@ impl BertConfig {
         };
         let mut value = serde_json::to_value(self).map_err(serialise)?;
         if let Some(map) = value.as_object_mut() {
-            map.insert("model_type".into(), "bert".into());
-            map.insert(
-                "architectures".into(),
-                serde_json::json!(["BertForMaskedLM"]),
-            );
+            let class = match self.is_roberta() {
+                true => "RobertaForMaskedLM",
+                false => "BertForMaskedLM",
+            };
+            map.insert("architectures".into(), serde_json::json!([class]));
         }
         let text = serde_json::to_vec_pretty(&value).map_err(serialise)?;
         io::write_atomic(path.as_ref(), &text)
@@ -96,6 +109,12 @@ impl BertConfig {
 
     /// Checks sizes and supported options; the message names the field.
     pub fn validate(&self) -> std::result::Result<(), String> {
+        if !["bert", "roberta"].contains(&self.model_type.as_str()) {
+            return Err(format!(
+                "model_type {:?}: softmask's encoder reads bert and roberta",
+                self.model_type
+            ));
+        }
         for (name, v) in [
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
@@ -166,7 +185,30 @@ impl BertConfig {
                 self.pad_token_id, self.vocab_size
             ));
         }
+        if self.is_roberta() && self.pad_token_id + 1 >= self.max_position_embeddings {
+            return Err(format!(
+                "max_position_embeddings {} leaves no position past pad_token_id {} \
+                 (RoBERTa's positions start at pad_token_id + 1)",
+                self.max_position_embeddings, self.pad_token_id
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether this is a RoBERTa (`model_type` `"roberta"`).
+    pub fn is_roberta(&self) -> bool {
+        self.model_type == "roberta"
+    }
+
+    /// The longest sequence the position table takes:
+    /// `max_position_embeddings`, less `pad_token_id + 1` for RoBERTa.
+    pub fn max_sequence(&self) -> usize {
+        match self.is_roberta() {
+            true => self
+                .max_position_embeddings
+                .saturating_sub(self.pad_token_id + 1),
+            false => self.max_position_embeddings,
+        }
     }
 
     /// The number of parameters the model holds (the MLM head included),

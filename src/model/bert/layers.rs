@@ -24,6 +24,11 @@ pub struct BertEmbeddings {
     /// `LayerNorm`
     pub(crate) layer_norm: LayerNorm,
     pub(crate) dropout: Dropout,
+    /// RoBERTa's `padding_idx`: positions count the non-padding tokens from
+    /// `padding_idx + 1`, and padding sits at `padding_idx`. `None` for BERT
+    /// (positions `0..seq`).
+    #[module(skip)]
+    pub(crate) padding_idx: Option<i64>,
 }
 
 impl BertEmbeddings {
@@ -44,6 +49,7 @@ impl BertEmbeddings {
             )?,
             layer_norm: vb.layer_norm("LayerNorm", h, config.layer_norm_eps)?,
             dropout: DropoutConfig::new(config.hidden_dropout_prob).init()?,
+            padding_idx: config.is_roberta().then_some(config.pad_token_id as i64),
         })
     }
 
@@ -62,9 +68,16 @@ impl BertEmbeddings {
     ) -> Tensor<3> {
         let [batch, seq] = input_ids.dims();
         let device = input_ids.device();
-        let positions = Tensor::<1, Int>::arange(0..seq as i64, &device)
-            .reshape([1, seq])
-            .repeat_dim(0, batch);
+        let positions = match self.padding_idx {
+            // transformers' create_position_ids_from_input_ids.
+            Some(pad) => {
+                let real = input_ids.clone().not_equal_elem(pad).int();
+                real.clone().cumsum(1) * real + pad
+            }
+            None => Tensor::<1, Int>::arange(0..seq as i64, &device)
+                .reshape([1, seq])
+                .repeat_dim(0, batch),
+        };
         let x = self.word_embeddings.forward(input_ids)
             + self.position_embeddings.forward(positions)
             + self.token_type_embeddings.forward(token_type_ids);

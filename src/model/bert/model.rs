@@ -193,10 +193,10 @@ impl SoftMaskBert {
         if b == 0 || s == 0 {
             return Err(Error::BadBatch(format!("empty batch [{b}, {s}]")));
         }
-        if s > self.config.max_position_embeddings {
+        if s > self.config.max_sequence() {
             return Err(Error::SequenceTooLong {
                 len: s,
-                max: self.config.max_position_embeddings,
+                max: self.config.max_sequence(),
             });
         }
         if batch.attention_mask.dims() != [b, s] || batch.token_type_ids.dims() != [b, s] {
