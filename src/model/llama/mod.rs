@@ -11,4 +11,4 @@ mod model;
 pub use batch::CausalBatch;
 pub use config::LlamaConfig;
 pub use layers::LlamaLayer;
-pub use model::{PROXY_DROPOUT, SoftMaskLlama};
+pub use model::{HEAD_CHUNK_BYTES, HEAD_WHOLE_BYTES, PROXY_DROPOUT, SoftMaskLlama};

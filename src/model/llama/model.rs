@@ -6,7 +6,7 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::nn::{Embedding, Linear, RmsNorm};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData};
 use softmask_kernels::log_softmax;
 
 use super::config::LlamaConfig;
@@ -44,6 +44,30 @@ pub struct SoftMaskLlama {
     pub(crate) proxy_dropout: Dropout,
     #[module(skip)]
     pub(crate) config: LlamaConfig,
+    /// Vocabulary entries per chunk of the head in the loss; `None` for
+    /// about [`HEAD_CHUNK_BYTES`] of logits.
+    #[module(skip)]
+    pub(crate) head_chunk: Option<usize>,
+}
+
+/// The largest logits, in bytes, the causal-LM loss computes whole
+/// (`[positions, vocab]` f32); past it the head runs a chunk of the
+/// vocabulary at a time, each chunk about [`HEAD_CHUNK_BYTES`] of logits.
+///
+/// Chunking recomputes the logits once for the backward, which costs more
+/// than it saves while the whole logits are small next to the model's
+/// activations: on SmolLM2 at 8 x 128 (200 MB of logits) the chunked step
+/// took 5.9 s against 4.0 s whole, with a higher peak, and at 8 x 512 (800
+/// MB) 34 s against 25 s; the saved attention and MLP activations set the
+/// peak there, not the head.
+pub const HEAD_WHOLE_BYTES: usize = 1 << 30;
+
+/// The logits of one chunk of the head, in bytes, when it runs in chunks.
+pub const HEAD_CHUNK_BYTES: usize = 32 << 20;
+
+/// Vocabulary entries per chunk of the head for `rows` positions.
+fn head_chunk_columns(rows: usize) -> usize {
+    (HEAD_CHUNK_BYTES / (rows.max(1) * std::mem::size_of::<f32>())).max(1)
 }
 
 /// The dropout rate of the KL proxy's passes, unless set otherwise.
@@ -70,6 +94,7 @@ pub(super) fn build(config: &LlamaConfig, vb: &Weights) -> Result<SoftMaskLlama>
         lm_head,
         proxy_dropout: DropoutConfig::new(PROXY_DROPOUT).init()?,
         config: config.clone(),
+        head_chunk: None,
     })
 }
 
@@ -221,6 +246,25 @@ impl SoftMaskLlama {
         Ok(self)
     }
 
+    /// The same model with the causal-LM loss computing the head's logits
+    /// for `entries` of the vocabulary at a time, whatever their size
+    /// (default: whole up to [`HEAD_WHOLE_BYTES`], past it chunks of about
+    /// [`HEAD_CHUNK_BYTES`]). The loss and its gradients are the same up to
+    /// rounding.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ZeroSize`] for 0 entries.
+    pub fn with_head_chunk(mut self, entries: usize) -> Result<SoftMaskLlama> {
+        if entries == 0 {
+            return Err(Error::ZeroSize {
+                what: "head chunk entries",
+            });
+        }
+        self.head_chunk = Some(entries);
+        Ok(self)
+    }
+
     /// The final hidden states (after the last norm).
     ///
     /// # Shapes
@@ -337,6 +381,13 @@ impl SoftMaskLlama {
     /// first (labels are the inputs shifted by one; padding ignored), as
     /// `transformers`' causal-LM loss with padding labelled -100.
     ///
+    /// The head runs on the predicting positions only. Past
+    /// [`HEAD_WHOLE_BYTES`] of logits (or with
+    /// [`with_head_chunk`](Self::with_head_chunk)) it runs a chunk of the
+    /// vocabulary at a time, its backward computed chunk by chunk with the
+    /// forward: the `[positions, vocab]` logits never exist whole, forward or
+    /// backward.
+    ///
     /// # Shapes
     ///
     /// - output: `[1]`
@@ -370,15 +421,125 @@ impl SoftMaskLlama {
                 "no position has a next token to predict".into(),
             ));
         }
-        let logits = self.forward(input_ids, attention_mask, gates)?;
-        let vocab = self.config.vocab_size;
-        let rows = logits.reshape([b * s, vocab]).select(
+        let hidden = self.hidden(input_ids, attention_mask, gates)?;
+        let h = self.config.hidden_size;
+        let rows = hidden.reshape([b * s, h]).select(
             0,
             Tensor::<1, Int>::from_data(TensorData::new(positions, [n]), &device),
         );
-        let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [n, 1]), &device);
-        let picked = log_softmax(rows, 1).gather(1, targets);
-        Ok(picked.mean().neg().reshape([1]))
+        Ok(self.head_loss(rows, targets))
+    }
+
+    /// The mean cross-entropy of the head's logits of `hidden` (`[n,
+    /// hidden]`) against `targets` (`n` ids): whole up to
+    /// [`HEAD_WHOLE_BYTES`] of logits, past it (or when
+    /// [`with_head_chunk`](Self::with_head_chunk) asks) a chunk of the
+    /// vocabulary at a time, so that the `[n, vocab]` logits never exist
+    /// whole.
+    ///
+    /// The chunked path's first pass takes each row's log-sum-exp over the chunks (as
+    /// flash attention combines its blocks). Under autodiff a second pass
+    /// computes the gradient the loss sends to `hidden` and to the head
+    /// weight, chunk by chunk, as Liger-Kernel's fused linear cross-entropy
+    /// does: with `p = softmax(logits) / n`, `∂hidden = p · W - W[target] / n`
+    /// and `∂W = pᵀ · hidden`, less `hidden / n` in each target's row. The
+    /// returned loss is `L + (S - detach(S))` with `S = Σ hidden ⊙ ∂hidden +
+    /// Σ W ⊙ ∂W`: its value is exactly `L` and its gradient exactly `L`'s,
+    /// for any use of the loss downstream (only second derivatives are
+    /// lost). What is not tracked (an evaluation, or a frozen head in an
+    /// importance pass) gets no gradient computed.
+    fn head_loss(&self, hidden: Tensor<2>, targets: Vec<i64>) -> Tensor<1> {
+        let [n, h] = hidden.dims();
+        let vocab = self.config.vocab_size;
+        let device = hidden.device();
+        let whole = n
+            .saturating_mul(vocab)
+            .saturating_mul(std::mem::size_of::<f32>());
+        if self.head_chunk.is_none() && whole <= HEAD_WHOLE_BYTES {
+            let logits = match &self.lm_head {
+                Some(head) => head.forward(hidden),
+                None => hidden.matmul(self.embed.weight.val().transpose()),
+            };
+            let t = Tensor::<2, Int>::from_data(TensorData::new(targets, [n, 1]), &device);
+            return log_softmax(logits, 1)
+                .gather(1, t)
+                .mean()
+                .neg()
+                .reshape([1]);
+        }
+        // The head as [vocab, hidden]: the embedding table, or the
+        // transpose of burn's [hidden, vocab] Linear weight.
+        let weight = match &self.lm_head {
+            Some(head) => head.weight.val().transpose(),
+            None => self.embed.weight.val(),
+        };
+        let (track_hidden, track_weight) = (hidden.is_tracked(), weight.is_tracked());
+        let (x, w) = (hidden.clone().detach(), weight.clone().detach());
+        let step = self.head_chunk.unwrap_or_else(|| head_chunk_columns(n));
+        let chunks: Vec<std::ops::Range<usize>> = (0..vocab)
+            .step_by(step)
+            .map(|v| v..(v + step).min(vocab))
+            .collect();
+        let logits = |c: &std::ops::Range<usize>| {
+            x.clone()
+                .matmul(w.clone().slice([c.clone(), 0..h]).transpose())
+        };
+        // Running max and sum of exp(logit - max) per row.
+        let mut max: Option<Tensor<2>> = None;
+        let mut sum = Tensor::<2>::zeros([n, 1], &device);
+        for c in &chunks {
+            let l = logits(c);
+            let m = l.clone().max_dim(1);
+            let (new_max, scaled) = match max {
+                Some(old) => {
+                    let new_max = old.clone().max_pair(m.clone());
+                    (new_max.clone(), sum * (old - new_max).exp())
+                }
+                None => (m.clone(), sum),
+            };
+            sum = scaled + (l - new_max.clone()).exp().sum_dim(1);
+            max = Some(new_max);
+        }
+        let lse = match max {
+            Some(m) => m + sum.log(),
+            None => Tensor::zeros([n, 1], &device),
+        };
+        let t = Tensor::<1, Int>::from_data(TensorData::new(targets, [n]), &device);
+        let w_target = w.clone().select(0, t.clone());
+        let target_logit = (x.clone() * w_target.clone()).sum_dim(1);
+        let loss = (lse.clone() - target_logit).mean().reshape([1]);
+        if !(track_hidden || track_weight) {
+            return loss;
+        }
+        let scale = 1.0 / n as f32;
+        // p / n = exp(logit - lse - ln n).
+        let lse_n = lse.add_scalar((n as f32).ln());
+        let mut grad_hidden = w_target.mul_scalar(-scale);
+        let mut grad_weight = Vec::new();
+        for c in &chunks {
+            let p = (logits(c) - lse_n.clone()).exp();
+            if track_hidden {
+                let wc = w.clone().slice([c.clone(), 0..h]);
+                grad_hidden = grad_hidden + p.clone().matmul(wc);
+            }
+            if track_weight {
+                grad_weight.push(p.transpose().matmul(x.clone()));
+            }
+        }
+        let mut surrogate = Tensor::<1>::zeros([1], &device);
+        if track_hidden {
+            surrogate = surrogate + (hidden * grad_hidden).sum();
+        }
+        if track_weight {
+            let grad_weight = Tensor::cat(grad_weight, 0).select_assign(
+                0,
+                t,
+                x.mul_scalar(-scale),
+                IndexingUpdateOp::Add,
+            );
+            surrogate = surrogate + (weight * grad_weight).sum();
+        }
+        loss + (surrogate.clone() - surrogate.detach())
     }
 }
 
