@@ -27,11 +27,12 @@ use softmask::continual::{
     Collate, ContinualModel, MlmChunkCollate, OptimizerKind, contrastive_loss,
 };
 use softmask::{
-    Accumulation, Gates, GradientSign, Importance, ImportanceEstimator, MaskMode, MlmLoss, Result,
+    Accumulation, Gates, GradientSign, ImportanceEstimator, MaskMode, MlmLoss, Result,
     SoftMaskBert, SoftMaskable, SoftMaskedOptimizer, open_device,
 };
 
 mod common;
+mod timing;
 
 /// The operations timed, in the order of each round.
 const OPS: [&str; 3] = ["das_step", "mlm_step", "importance"];
@@ -82,12 +83,7 @@ fn run(args: &Args) -> Result<()> {
     let collate = MlmChunkCollate::new(103, 0, config.vocab_size, vec![0, 100, 101, 102, 103])?;
     // A fixed importance in [0, 1).
     let layout = model.gate_layout();
-    let values = layout
-        .specs()
-        .iter()
-        .map(|s| (0..s.numel()).map(|i| (i * 7 % 11) as f32 / 11.0).collect())
-        .collect();
-    let importance = Importance::new(&layout, values)?;
+    let importance = timing::fixed_importance(&layout)?;
     let gates = Gates::from_tensors(
         importance
             .gates()
@@ -132,18 +128,8 @@ fn run(args: &Args) -> Result<()> {
             }
         }
     }
-    for (op, mut t) in OPS.iter().zip(times) {
-        if t.is_empty() {
-            continue;
-        }
-        t.sort_by(f64::total_cmp);
-        println!(
-            "{{\"side\": \"rust\", \"op\": \"{op}\", \"device\": \"{}\", \"iters\": {}, \"median_ms\": {:.1}, \"min_ms\": {:.1}}}",
-            args.device,
-            args.iters,
-            t[t.len() / 2],
-            t[0]
-        );
+    for (op, t) in OPS.iter().zip(times) {
+        timing::print_timing(op, &args.device, t, "");
     }
     Ok(())
 }

@@ -71,6 +71,9 @@ struct Args {
     /// Tokens each probe continues by
     #[arg(long, value_name = "N", default_value_t = 8)]
     probe_tokens: usize,
+    /// Also write the model after the last domain to DIR as a Hugging Face folder (config.json, model.safetensors, tokenizer.json) that transformers loads
+    #[arg(long, value_name = "DIR")]
+    save_model: Option<PathBuf>,
     /// Continue the run in --out from its last checkpoint
     #[arg(long)]
     resume: bool,
@@ -304,7 +307,14 @@ fn run(args: &Args, method: MethodConfig) -> Result<()> {
                 config.vocab_size,
                 tokenizer.special_ids(),
             )?;
-            train(args, method, model, &tokenizer, collate, Vec::new())
+            train(
+                args,
+                method,
+                model,
+                (&tokenizer, &tokenizer),
+                collate,
+                Vec::new(),
+            )
         }
         kind => {
             let (model, tokenizer) = match kind {
@@ -345,19 +355,20 @@ fn run(args: &Args, method: MethodConfig) -> Result<()> {
                 }
                 plugins.push(Box::new(probe));
             }
-            let tokenizer = EndOfText::new(tokenizer, eos);
-            train(args, method, model, &tokenizer, collate, plugins)
+            let joined = EndOfText::new(tokenizer.clone(), eos);
+            train(args, method, model, (&joined, &tokenizer), collate, plugins)
         }
     }
 }
 
-/// Tokenizes the domains and the general corpus with `tokenizer`, and runs
-/// the loop on `model`.
+/// Tokenizes the domains and the general corpus with `tokenizer`, runs the
+/// loop on `model`, and with `--save-model` writes the model after the last
+/// domain with `hf`, the model's own tokenizer.
 fn train<M, B, C, T>(
     args: &Args,
     method: MethodConfig,
     model: M,
-    tokenizer: &T,
+    (tokenizer, hf): (&T, &HfTokenizer),
     collate: C,
     plugins: Vec<Box<dyn Plugin<M, B>>>,
 ) -> Result<()>
@@ -404,6 +415,15 @@ where
     let outcome =
         trainer.run_with_plugins(model, &domains, general.as_deref(), args.resume, plugins)?;
     println!("{}", outcome.results.to_table());
+    if let Some(dir) = &args.save_model {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        outcome.model.save_weights(dir)?;
+        hf.save(dir.join("tokenizer.json"))?;
+        println!("saved the model to {}", dir.display());
+    }
     println!(
         "wrote {} in {:.0} s",
         args.out.display(),

@@ -2,6 +2,8 @@
 //! tools/reference/gguf_fixtures.py), metadata of every type, and bad files
 //! refused with a typed error naming the problem.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -320,6 +322,20 @@ fn smollm2s_tokenizer_from_gguf_matches_transformers() {
     }
     assert_eq!(tok.token_id("<|im_start|>"), Some(1));
     assert!(tok.special_ids().contains(&0));
+    // Saved as a tokenizer.json, it loads back with the same ids.
+    let dir = common::temp_dir("smollm2-tokenizer");
+    tok.save(dir.join("tokenizer.json")).unwrap();
+    let again = HfTokenizer::from_file(dir.join("tokenizer.json"), 128).unwrap();
+    for case in &want.cases {
+        assert_eq!(
+            again.encode(&case.text).unwrap(),
+            case.ids,
+            "{:?}",
+            case.text
+        );
+    }
+    assert_eq!(again.special_ids(), tok.special_ids());
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]

@@ -81,6 +81,14 @@ fn the_byte_level_tokenizer_gives_transformers_ids() {
     }
     assert_eq!(tokenizer.token_id("<mask>"), Some(4));
     assert_eq!(tokenizer.token_id("<pad>"), Some(1));
+    // Saved and loaded back: the same ids.
+    let out = temp_dir("roberta-tokenizer");
+    tokenizer.save(out.join("tokenizer.json")).unwrap();
+    let again = HfTokenizer::from_file(out.join("tokenizer.json"), 128).unwrap();
+    for (text, want) in fx.texts.iter().zip(&fx.token_ids) {
+        assert_eq!(&again.encode(text).unwrap(), want, "{text:?}");
+    }
+    std::fs::remove_dir_all(out).unwrap();
 }
 
 #[test]

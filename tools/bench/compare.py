@@ -172,9 +172,13 @@ def main():
 BEGIN, END = "<!-- compare.py:begin -->", "<!-- compare.py:end -->"
 
 
-def write_report(path, report):
-    """Replaces the text between the markers (the rest of the file is kept)."""
-    begin, end = (BEGIN.replace("begin", "tuned-begin"), END.replace("end", "tuned-end")) if TUNED else (BEGIN, END)
+def write_report(path, report, markers=None, before=None):
+    """Replaces the text between the markers (the rest of the file is kept);
+    without them, puts the block before the line `before` if the file has it,
+    else at the end. `markers` defaults to this script's."""
+    if markers is None:
+        markers = (BEGIN.replace("begin", "tuned-begin"), END.replace("end", "tuned-end")) if TUNED else (BEGIN, END)
+    begin, end = markers
     block = f"{begin}\n{report}\n{end}"
     try:
         with open(path, encoding="utf-8") as f:
@@ -183,13 +187,15 @@ def write_report(path, report):
         text = ""
     if begin in text and end in text:
         text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+    elif before and f"\n{before}\n" in text:
+        at = text.index(f"\n{before}\n") + 1
+        text = text[:at] + block + "\n\n" + text[at:]
     else:
         text = text + ("\n" if text else "") + block + "\n"
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
-
 
 if __name__ == "__main__":
     main()

@@ -68,16 +68,7 @@ def main():
     report = "\n".join(lines)
     print(report)
     if args.write:
-        path = os.path.join(ROOT, args.write)
-        text = open(path, encoding="utf-8").read()
-        block = f"{BEGIN}\n{report}\n{END}"
-        if BEGIN in text and END in text:
-            text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-        else:
-            text += "\n" + block + "\n"
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(path + ".tmp", path)
+        compare.write_report(os.path.join(ROOT, args.write), report, (BEGIN, END))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,15 @@ last position), which SoftMaskLlama::from_gguf must reproduce.
 
     tools/fetch_smollm2.sh
     .venv/bin/python tools/reference/smollm2_fixtures.py
+
+With --check DIR it loads a folder softmask saved from the GGUF without
+training (`continual_domains --save-model DIR --method ncl --steps 1 --lr 1e-30`,
+a step that leaves every weight as it was, or
+SoftMaskLlama::save_pretrained plus HfTokenizer::save) with plain
+AutoModelForCausalLM and AutoTokenizer, and compares its token ids and
+logits with the GGUF's in transformers:
+
+    .venv/bin/python tools/reference/smollm2_fixtures.py --check DIR
 """
 
 import json
@@ -44,5 +53,28 @@ def main():
     print(f"wrote {out} ({os.path.getsize(out)} bytes)")
 
 
+def check(folder):
+    tok = AutoTokenizer.from_pretrained(FOLDER, gguf_file=NAME)
+    model = AutoModelForCausalLM.from_pretrained(FOLDER, gguf_file=NAME, dtype=torch.float32).eval()
+    saved_tok = AutoTokenizer.from_pretrained(folder)
+    saved = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    texts = PROMPTS + ["Unseen: naïve café, 12345 and   spaces\ttabs.\n\tdef f(x): return x**2"]
+    worst = 0.0
+    for t in texts:
+        ids = tok(t)["input_ids"]
+        assert saved_tok(t)["input_ids"] == ids, (t, saved_tok(t)["input_ids"], ids)
+        with torch.no_grad():
+            a = model(input_ids=torch.tensor([ids])).logits
+            b = saved(input_ids=torch.tensor([ids])).logits
+        worst = max(worst, float((a - b).abs().max() / a.abs().max()))
+    print(f"{folder}: {type(saved).__name__} and {type(saved_tok).__name__}; same ids on "
+          f"{len(texts)} texts; logits differ by {worst:.2e} of the largest")
+    assert worst < 1e-5
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+    if sys.argv[1:2] == ["--check"]:
+        check(sys.argv[2])
+    else:
+        main()

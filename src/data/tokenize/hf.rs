@@ -96,6 +96,26 @@ impl HfTokenizer {
         })
     }
 
+    /// Writes the tokenizer as a `tokenizer.json` (atomically) that
+    /// [`from_file`](Self::from_file) and `transformers` load with the same
+    /// ids for every text; one built from a GGUF file becomes an ordinary
+    /// `tokenizer.json` this way. Padding and truncation are left out.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Serialization`] when it does not serialise, [`Error::Io`]
+    /// when the file cannot be written.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let text = self
+            .plain
+            .to_string(true)
+            .map_err(|e| Error::Serialization {
+                what: "the tokenizer".into(),
+                reason: e.to_string(),
+            })?;
+        crate::io::write_atomic(path.as_ref(), text.as_bytes())
+    }
+
     /// Encodes a batch: special tokens, truncation to `max_length`, padding
     /// to the longest row, attention and special-token masks.
     pub fn encode_batch<S: AsRef<str>>(&self, texts: &[S]) -> Result<EncodedBatch> {
@@ -126,14 +146,17 @@ impl HfTokenizer {
         self.plain.token_to_id(token)
     }
 
-    /// Ids of the added special tokens (`[PAD]`, `[CLS]`, `[SEP]`, `[MASK]`, `[UNK]`…).
+    /// Ids of the added special tokens (`[PAD]`, `[CLS]`, `[SEP]`, `[MASK]`, `[UNK]`…), ascending.
     pub fn special_ids(&self) -> Vec<u32> {
-        self.plain
+        let mut ids: Vec<u32> = self
+            .plain
             .get_added_tokens_decoder()
             .iter()
             .filter(|(_, t)| t.special)
             .map(|(&id, _)| id)
-            .collect()
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 }
 
