@@ -163,6 +163,23 @@ fn configurations_softmask_cannot_run_are_refused_by_name() {
             serde_json::json!(0),
             "vocab_size must be at least 1",
         ),
+        (
+            "hidden_act",
+            serde_json::json!("gelu"),
+            "hidden_act \"gelu\"",
+        ),
+        ("mlp_bias", serde_json::json!(true), "mlp_bias"),
+        ("head_dim", serde_json::json!(16), "head_dim 16"),
+        (
+            "rope_scaling",
+            serde_json::json!({"rope_type": "llama3", "factor": 8.0}),
+            "rope_type \"llama3\"",
+        ),
+        (
+            "rope_parameters",
+            serde_json::json!({"rope_theta": 5e5, "rope_type": "yarn"}),
+            "rope_type \"yarn\"",
+        ),
     ] {
         let mut c = good.clone();
         c[field] = value;

@@ -53,6 +53,24 @@ pub struct LlamaConfig {
     /// Whether Qwen2 uses its sliding window.
     #[serde(default)]
     pub use_sliding_window: bool,
+    /// The MLP's activation: only `silu` (SwiGLU) runs.
+    #[serde(default = "silu")]
+    pub hidden_act: String,
+    /// The width of a head when the file states it: it must be
+    /// `hidden_size / num_attention_heads`.
+    #[serde(default, rename = "head_dim")]
+    pub head_dim_stated: Option<usize>,
+    /// Biases in the MLP (Llama's `mlp_bias`): not implemented.
+    #[serde(default)]
+    pub mlp_bias: bool,
+    /// RoPE scaling (transformers 4's name; `rope_parameters` in 5): only
+    /// none or `default` runs.
+    #[serde(default)]
+    pub rope_scaling: Option<serde_json::Value>,
+}
+
+fn silu() -> String {
+    "silu".into()
 }
 
 fn rms_eps() -> f64 {
@@ -142,8 +160,10 @@ impl LlamaConfig {
     ///
     /// # Errors
     ///
-    /// A message naming the problem: an unknown `model_type`, a sliding
-    /// window (not implemented), zero sizes, heads that do not divide the
+    /// A message naming the problem: an unknown `model_type`, an
+    /// activation other than silu, MLP biases, scaled RoPE or a sliding
+    /// window (not implemented), a stated `head_dim` other than the
+    /// hidden size over the heads, zero sizes, heads that do not divide the
     /// hidden size or key/value heads that do not divide the heads, an odd
     /// head width (RoPE rotates pairs), theta not above 0, a vocabulary past
     /// the token ids, or more parameters than `MAX_PARAMETERS`.
@@ -153,6 +173,33 @@ impl LlamaConfig {
                 "model_type {:?}: softmask's decoder reads llama, qwen2 and mistral",
                 self.model_type
             ));
+        }
+        if self.hidden_act != "silu" {
+            return Err(format!(
+                "hidden_act {:?}: softmask's decoder runs SwiGLU with silu only",
+                self.hidden_act
+            ));
+        }
+        if self.mlp_bias {
+            return Err("mlp_bias: biases in the MLP are not implemented".into());
+        }
+        // Scaled RoPE (llama3, yarn, linear, dynamic) changes every rotation;
+        // running it unscaled would give another model, so it is refused.
+        for (field, value) in [
+            ("rope_scaling", &self.rope_scaling),
+            ("rope_parameters", &self.rope_parameters),
+        ] {
+            let kind = value.as_ref().and_then(|v| {
+                v.get("rope_type")
+                    .or_else(|| v.get("type"))
+                    .and_then(serde_json::Value::as_str)
+            });
+            if let Some(kind) = kind.filter(|k| *k != "default") {
+                return Err(format!(
+                    "{field} has rope_type {kind:?}: scaled rotary embeddings are not \
+                     implemented (only \"default\")"
+                ));
+            }
         }
         let windowed = match self.model_type.as_str() {
             "qwen2" => self.use_sliding_window,
@@ -189,6 +236,13 @@ impl LlamaConfig {
                 "num_key_value_heads {} does not divide num_attention_heads {}",
                 self.kv_heads(),
                 self.num_attention_heads
+            ));
+        }
+        if let Some(stated) = self.head_dim_stated.filter(|&d| d != self.head_dim()) {
+            return Err(format!(
+                "head_dim {stated} is not hidden_size / num_attention_heads = {}: heads \
+                 of another width are not implemented",
+                self.head_dim()
             ));
         }
         if !self.head_dim().is_multiple_of(2) {

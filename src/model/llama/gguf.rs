@@ -51,6 +51,18 @@ impl LlamaConfig {
             .or_else(|| file.tensor_info("token_embd.weight").map(|t| t.shape[0]))
             .ok_or_else(|| Error::InvalidConfig("the GGUF file gives no vocabulary size".into()))?;
         let heads = size("attention.head_count")?;
+        // llama.cpp states scaled RoPE as rope.scaling.type, or for Llama 3.1
+        // as a rope_freqs tensor; either is refused by validate.
+        let scaling = match file
+            .get("llama.rope.scaling.type")
+            .and_then(GgufValue::as_str)
+        {
+            Some(kind) => Some(serde_json::json!({ "rope_type": kind })),
+            None if file.tensor_info("rope_freqs.weight").is_some() => {
+                Some(serde_json::json!({ "rope_type": "llama3" }))
+            }
+            None => None,
+        };
         let config = LlamaConfig {
             model_type: "llama".into(),
             vocab_size,
@@ -67,6 +79,10 @@ impl LlamaConfig {
             max_position_embeddings: size("context_length").unwrap_or(2048),
             sliding_window: None,
             use_sliding_window: false,
+            hidden_act: "silu".into(),
+            head_dim_stated: size("attention.key_length").ok(),
+            mlp_bias: false,
+            rope_scaling: scaling,
         };
         config.validate().map_err(Error::InvalidConfig)?;
         Ok(config)
