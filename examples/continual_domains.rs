@@ -36,9 +36,11 @@ use clap::{Args as ClapArgs, Parser};
 use serde::Serialize;
 use serde_json::Value;
 use softmask::continual::{
-    CausalChunkCollate, Collate, ContinualModel, ContinualTrainer, Domain, DomainEnd, MethodConfig,
-    MlmChunkCollate, OptimizerKind, PRESETS, Plugin, Progress, TokenizedDomain,
+    CausalChunkCollate, Collate, ContinualModel, ContinualTrainer, Domain, DomainEnd,
+    KnowledgeProbes, MethodConfig, MlmChunkCollate, OptimizerKind, PRESETS, Plugin, Progress,
+    TokenizedDomain,
 };
+use softmask::data::probes::ProbeSet;
 use softmask::gguf::GgufFile;
 use softmask::model::llama::{CausalBatch, SoftMaskLlama};
 use softmask::{
@@ -71,6 +73,9 @@ struct Args {
     /// Tokens each probe continues by
     #[arg(long, value_name = "N", default_value_t = 8)]
     probe_tokens: usize,
+    /// A knowledge-probe set (JSONL of {"id", "prompt", "choices", "answer"}, such as data/probes/general_knowledge.jsonl): each choice scored by its log-likelihood after the prompt, for the base model and after every domain, into knowledge.json, .csv and .md (decoders only)
+    #[arg(long, value_name = "FILE")]
+    knowledge: Option<PathBuf>,
     /// Also write the model after the last domain to DIR as a Hugging Face folder (config.json, model.safetensors, tokenizer.json) that transformers loads
     #[arg(long, value_name = "DIR")]
     save_model: Option<PathBuf>,
@@ -287,6 +292,13 @@ fn run(args: &Args, method: MethodConfig) -> Result<()> {
     device.seed(method.seed);
     match model_kind(&args.model)? {
         ModelKind::Bert => {
+            if args.knowledge.is_some() || !args.probes.is_empty() {
+                return Err(Error::InvalidConfig(
+                    "--knowledge and --probe score a decoder's continuations; this is an \
+                     encoder"
+                        .into(),
+                ));
+            }
             let (model, config) = SoftMaskBert::from_pretrained(&args.model, &device)?;
             let model = model.with_head_layout(args.head_layout);
             let tokenizer =
@@ -345,6 +357,21 @@ fn run(args: &Args, method: MethodConfig) -> Result<()> {
                 log: args.out.join("probes.jsonl"),
             };
             let mut plugins: Vec<Box<dyn Plugin<SoftMaskLlama, CausalBatch>>> = Vec::new();
+            if let Some(path) = &args.knowledge {
+                let set = ProbeSet::from_jsonl(path)?;
+                let mut probes =
+                    KnowledgeProbes::new(&set, set.tokenize(&tokenizer)?, &args.out)?.resume()?;
+                if probes.rows().is_empty() {
+                    let base = probes.evaluate(&model, "base")?;
+                    eprintln!(
+                        "knowledge probes ({} items): base accuracy {:.3}, mean margin {:.3}",
+                        set.items().len(),
+                        base.accuracy,
+                        base.mean_margin
+                    );
+                }
+                plugins.push(Box::new(probes));
+            }
             if !args.probes.is_empty() {
                 if !args.resume {
                     std::fs::create_dir_all(&args.out).map_err(|source| Error::Io {

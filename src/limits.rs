@@ -40,6 +40,10 @@ pub const MAX_GGUF_VALUES: usize = 1 << 22;
 /// How deep GGUF metadata arrays may nest.
 pub const MAX_GGUF_NESTING: usize = 4;
 
+/// Most choices a knowledge-probe item may have
+/// ([`ProbeSet`](crate::data::probes::ProbeSet)).
+pub const MAX_PROBE_CHOICES: usize = 64;
+
 /// Adds up `terms` (each a product of sizes) with overflow checks and fails
 /// with [`Error::InvalidConfig`] naming `what` when the total exceeds
 /// [`MAX_PARAMETERS`].

@@ -44,6 +44,25 @@ impl Collate<CausalBatch> for CausalChunkCollate {
     }
 }
 
+/// A model that scores continuations: for each `(context, continuation)`,
+/// the summed log-probability of the continuation's tokens after the
+/// context, what [`KnowledgeProbes`](super::knowledge::KnowledgeProbes)
+/// compares between an item's choices.
+pub trait ContinuationScorer {
+    /// The scores, one per pair, in order.
+    ///
+    /// # Errors
+    ///
+    /// The model's errors for pairs it cannot score.
+    fn continuation_logprobs(&self, pairs: &[(Vec<u32>, Vec<u32>)]) -> Result<Vec<f32>>;
+}
+
+impl ContinuationScorer for SoftMaskLlama {
+    fn continuation_logprobs(&self, pairs: &[(Vec<u32>, Vec<u32>)]) -> Result<Vec<f32>> {
+        SoftMaskLlama::continuation_logprobs(self, pairs)
+    }
+}
+
 impl ContinualModel<CausalBatch> for SoftMaskLlama {
     /// The mean next-token cross-entropy over the real tokens.
     fn loss(&self, batch: &CausalBatch, gates: Option<&Gates>) -> Result<Tensor<1>> {

@@ -18,7 +18,8 @@
 //!    knowledge-integration term) and [`ewc`] are plugins. A new method is a
 //!    new plugin file here.
 //! 6. [`observe`]: read-only hooks, the JSONL log and progress bars; [`plot`]:
-//!    pictures.
+//!    pictures; [`knowledge`]: knowledge probes scored after every domain
+//!    (a plugin that only reads the model).
 
 pub mod apply;
 pub mod causal;
@@ -27,6 +28,7 @@ pub mod contrastive;
 pub mod domain;
 pub mod eval;
 pub mod ewc;
+pub mod knowledge;
 pub mod method;
 pub mod objective;
 pub mod observe;
@@ -36,11 +38,12 @@ pub mod results;
 pub mod trainer;
 
 pub use apply::applied_importance;
-pub use causal::CausalChunkCollate;
+pub use causal::{CausalChunkCollate, ContinuationScorer};
 pub use contrastive::ContrastivePlugin;
 pub use contrastive::contrastive_loss;
 pub use domain::{Domain, TokenizedDomain};
 pub use ewc::{Ewc, EwcPlugin, FisherAccumulator};
+pub use knowledge::{KnowledgeProbes, KnowledgeRow};
 pub use method::{Control, MethodConfig, OptimizerKind, PRESETS};
 pub use objective::{Collate, ContinualModel, MlmChunkCollate};
 pub use observe::{JsonlLog, Observer, Progress, StepEvent};

@@ -6,9 +6,12 @@
 //! 4. [`mlm`]: masked-language-model inputs and labels.
 //! 5. [`sampling`]: seeded streams and the index-addressable batch order of
 //!    the continual loop.
+//!
+//! Beside them, [`probes`]: multiple-choice knowledge probes and their ids.
 
 pub mod batch;
 pub mod group;
 pub mod mlm;
+pub mod probes;
 pub mod sampling;
 pub mod tokenize;

@@ -9,6 +9,8 @@ and for each (`derived.json`, `after_step.safetensors`):
   batches (gates `heads` [layers, query heads] on the input of `o_proj`,
   `intermediate` [layers, intermediate] on the input of `down_proj`; the
   summed gradients over the batches' real tokens);
+* the summed log-probability of a few continuations after their contexts
+  (the knowledge probes' score);
 * every weight after one AdamW step (lr 1e-3, eps 1e-6, weight decay 0.01)
   on the first batch's loss, with the update soft-mask
   theta_old + (1 - I) * (theta_new - theta_old) for a fixed importance
@@ -43,6 +45,15 @@ MASK = [[1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0, 0, 0]]
 IDS2 = [[7, 21, 30, 5, 0, 0], [11, 2, 40, 63, 19, 8], [6, 6, 50, 0, 0, 0]]
 MASK2 = [[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]]
 LR, EPS, WD = 1e-3, 1e-6, 0.01
+# (context, continuation) pairs scored by their log-likelihood.
+PAIRS = [([1, 5, 9], [33]), ([1, 5, 9], [2, 17, 60]), ([7], [21, 30, 5, 11, 2]), ([3, 44, 8, 12, 40], [63])]
+
+
+def continuation_logprob(model, context, continuation):
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([context + continuation])).logits[0]
+    logp = torch.log_softmax(logits, -1)
+    return sum(float(logp[len(context) - 1 + k, t]) for k, t in enumerate(continuation))
 
 
 def pattern(rows, units, offset):
@@ -79,6 +90,8 @@ def derive(name, model):
         h.remove()
     model.zero_grad()
 
+    continuations = [{"context": c, "continuation": t, "logprob": continuation_logprob(model, c, t)}
+                     for c, t in PAIRS]
     imp_h, imp_i = torch.tensor(pattern(L, H, 1)), torch.tensor(pattern(L, I, 2))
     params = dict(model.named_parameters())
     old = {k: v.detach().clone() for k, v in params.items()}
@@ -115,6 +128,7 @@ def derive(name, model):
                    "batches": [{"input_ids": IDS, "attention_mask": MASK},
                                {"input_ids": IDS2, "attention_mask": MASK2}],
                    "importance": importance,
+                   "continuations": continuations,
                    "step": {"lr": LR, "eps": EPS, "weight_decay": WD, "loss": loss.item(),
                             "importance": {"heads": sum(pattern(L, H, 1), []),
                                            "intermediate": sum(pattern(L, I, 2), [])}}}, f)

@@ -7,6 +7,7 @@ mod config;
 mod gguf;
 mod layers;
 mod model;
+mod score;
 
 pub use batch::CausalBatch;
 pub use config::LlamaConfig;
