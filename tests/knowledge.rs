@@ -233,3 +233,65 @@ fn probes_are_scored_after_every_domain_and_a_resumed_run_reports_the_same() {
     std::fs::remove_dir_all(&stopped).unwrap();
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[derive(serde::Deserialize)]
+struct SmolChoice {
+    ids: Vec<u32>,
+    logprob: f32,
+}
+
+#[derive(serde::Deserialize)]
+struct SmolItem {
+    id: String,
+    context_ids: Vec<u32>,
+    choices: Vec<SmolChoice>,
+}
+
+#[derive(serde::Deserialize)]
+struct SmolProbes {
+    items: Vec<SmolItem>,
+}
+
+/// The shipped probe set on SmolLM2 (tools/reference/probe_fixtures.py):
+/// the ids of the first items' prompts and choices, and their scores,
+/// against transformers' dequantized model.
+#[test]
+fn the_general_knowledge_set_scores_as_in_transformers_on_smollm2() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let set = ProbeSet::from_jsonl(root.join("data/probes/general_knowledge.jsonl")).unwrap();
+    assert!(set.items().len() >= 300, "{}", set.items().len());
+    let gguf = root.join(".cache/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !gguf.exists() {
+        eprintln!("skipped: run tools/fetch_smollm2.sh for the SmolLM2 probe test");
+        return;
+    }
+    let fx: SmolProbes = serde_json::from_str(
+        &std::fs::read_to_string(root.join("tests/fixtures/gguf/smollm2_probes.json")).unwrap(),
+    )
+    .unwrap();
+    let file = softmask::gguf::GgufFile::open(&gguf).unwrap();
+    let tok = HfTokenizer::from_gguf(&file, 128).unwrap();
+    let n = fx.items.len();
+    let first = ProbeSet::new(set.items()[..n].to_vec()).unwrap();
+    let probes = first.tokenize(&tok).unwrap();
+    let device = devices().remove(0).1;
+    let model = SoftMaskLlama::from_gguf(&gguf, &device).unwrap();
+    let mut pairs = Vec::new();
+    for ((item, probe), want) in first.items().iter().zip(&probes).zip(&fx.items) {
+        assert_eq!(item.id, want.id);
+        assert_eq!(probe.context, want.context_ids, "{}", item.id);
+        for (c, w) in probe.choices.iter().zip(&want.choices) {
+            assert_eq!(c, &w.ids, "{}", item.id);
+            pairs.push((probe.context.clone(), c.clone()));
+        }
+    }
+    let got = model.continuation_logprobs(&pairs).unwrap();
+    let want: Vec<f32> = fx
+        .items
+        .iter()
+        .flat_map(|i| i.choices.iter().map(|c| c.logprob))
+        .collect();
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() < 1e-3 * w.abs().max(1.0), "{g} vs {w}");
+    }
+}

@@ -20,7 +20,8 @@ use crate::io::write_atomic;
 pub struct KnowledgeRow {
     /// `base`, or the domain just trained.
     pub after: String,
-    /// The fraction of items whose answer scores highest.
+    /// The fraction of items whose answer scores highest (a tie goes to the
+    /// earlier choice, as `argmax` does).
     pub accuracy: f32,
     /// The mean over items of the answer's log-likelihood minus the best
     /// other choice's (positive when known).
@@ -150,7 +151,11 @@ impl KnowledgeProbes {
                 .map(|(_, v)| *v)
                 .fold(f32::NEG_INFINITY, f32::max);
             margins.push(s[p.answer] - best_other);
-            correct.push(s[p.answer] > best_other);
+            // The highest score wins; a tie goes to the earlier choice.
+            let earlier = s[..p.answer]
+                .iter()
+                .fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+            correct.push(s[p.answer] > earlier && s[p.answer] >= best_other);
         }
         let n = correct.len().max(1) as f32;
         let known: Vec<usize> = match self.rows.first() {
