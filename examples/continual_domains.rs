@@ -73,6 +73,9 @@ struct Args {
     /// Tokens each probe continues by
     #[arg(long, value_name = "N", default_value_t = 8)]
     probe_tokens: usize,
+    /// The replay corpus of --replay-fraction (or the replay preset): a text file or folder whose training split is replayed; default: the --general corpus's training split (its held-out split stays the general evaluation)
+    #[arg(long, value_name = "PATH")]
+    replay: Option<PathBuf>,
     /// A knowledge-probe set (JSONL of {"id", "prompt", "choices", "answer"}, such as data/probes/general_knowledge.jsonl): each choice scored by its log-likelihood after the prompt, for the base model and after every domain, into knowledge.json, .csv and .md (decoders only)
     #[arg(long, value_name = "FILE")]
     knowledge: Option<PathBuf>,
@@ -143,6 +146,9 @@ struct MethodOptions {
     /// EWC's penalty weight; 0 turns EWC off [default: the preset's]
     #[arg(long, value_name = "LAMBDA")]
     ewc_lambda: Option<f64>,
+    /// The fraction of every batch's rows replayed from --replay (or the general corpus's training split) [default: the preset's]
+    #[arg(long, value_name = "F")]
+    replay_fraction: Option<f64>,
     /// Leave DAS's contrastive term out [default: the preset's choice]
     #[arg(long)]
     #[serde(skip)]
@@ -422,13 +428,38 @@ where
             ..d
         });
     }
-    let general = match &args.general {
+    let (general, general_train) = match &args.general {
         Some(path) => {
             let d = Domain::from_path("general", path)?.tokenize(tokenizer, seq, 1)?;
-            Some(cap(d.held_out, args.max_chunks / 4 + 1))
+            (
+                Some(cap(d.held_out, args.max_chunks / 4 + 1)),
+                Some(d.train),
+            )
         }
-        None => None,
+        None => (None, None),
     };
+    let replay = match (method.replay_rows(), &args.replay, general_train) {
+        (0, _, _) => Vec::new(),
+        (_, Some(path), _) => {
+            let d = Domain::from_path("replay", path)?.tokenize(tokenizer, seq, 1)?;
+            cap(d.train, args.max_chunks)
+        }
+        (_, None, Some(train)) => cap(train, args.max_chunks),
+        (rows, None, None) => {
+            return Err(Error::InvalidConfig(format!(
+                "method {} replays {rows} row(s) of every batch: give --replay or --general",
+                method.name
+            )));
+        }
+    };
+    if !replay.is_empty() {
+        eprintln!(
+            "replay: {} of every {} rows from {} chunks",
+            method.replay_rows(),
+            method.batch_size,
+            replay.len()
+        );
+    }
     eprintln!(
         "method {} on {} ({} tokens in the vocabulary), {} steps per domain of {} x {seq}",
         method.name,
@@ -438,7 +469,8 @@ where
         method.batch_size
     );
     let mut trainer = ContinualTrainer::new(method, collate, &args.out)?
-        .with_observer(Box::new(Progress::new(10)));
+        .with_observer(Box::new(Progress::new(10)))
+        .with_replay(replay);
     let outcome =
         trainer.run_with_plugins(model, &domains, general.as_deref(), args.resume, plugins)?;
     println!("{}", outcome.results.to_table());

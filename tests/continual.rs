@@ -353,3 +353,97 @@ fn a_das_step_matches_pytorch_on_every_device() {
         }
     }
 }
+
+/// Every collated batch's rows, recorded.
+struct Recording {
+    inner: MlmChunkCollate,
+    rows: std::sync::Arc<std::sync::Mutex<Vec<Vec<Vec<u32>>>>>,
+}
+
+impl Collate<BertBatch> for Recording {
+    fn collate(
+        &self,
+        rows: &[Vec<u32>],
+        seed: u64,
+        device: &burn::tensor::Device,
+    ) -> Result<BertBatch> {
+        self.rows.lock().unwrap().push(rows.to_vec());
+        self.inner.collate(rows, seed, device)
+    }
+}
+
+#[test]
+fn replay_draws_its_share_of_every_batch_from_one_stream_across_domains() {
+    let device = devices().remove(0).1;
+    let mut c = quick("replay");
+    c.batch_size = 4;
+    assert_eq!(c.replay_rows(), 1);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recording = Recording {
+        inner: collate(),
+        rows: seen.clone(),
+    };
+    let doms = domains();
+    let out = temp_dir("replay");
+    ContinualTrainer::new(c.clone(), recording, &out)
+        .unwrap()
+        .with_replay(replay())
+        .run(tiny(&device), &doms, Some(&general()), false)
+        .unwrap();
+    let general_rows = general();
+    let held_out: Vec<&Vec<u32>> = doms
+        .iter()
+        .flat_map(|d| &d.held_out)
+        .chain(&general_rows)
+        .collect();
+    let batches = seen.lock().unwrap().clone();
+    let training: Vec<&Vec<Vec<u32>>> = batches
+        .iter()
+        .filter(|b| !b.iter().any(|r| held_out.contains(&r)))
+        .collect();
+    assert_eq!(training.len(), 2 * c.steps_per_domain);
+    let corpus = replay();
+    let mut replayed = Vec::new();
+    for (i, b) in training.iter().enumerate() {
+        let domain = &doms[i / c.steps_per_domain];
+        assert_eq!(b.len(), 4);
+        assert!(b[..3].iter().all(|r| domain.train.contains(r)), "batch {i}");
+        assert!(corpus.contains(&b[3]), "batch {i}");
+        replayed.push(b[3].clone());
+    }
+    // One epoch over the replay corpus spans both domains (4 + 2 steps).
+    let mut first: Vec<Vec<u32>> = replayed[..corpus.len()].to_vec();
+    first.sort();
+    let mut all = corpus.clone();
+    all.sort();
+    assert_eq!(first, all);
+    std::fs::remove_dir_all(&out).unwrap();
+
+    // Without a replay corpus the run is refused before anything is written;
+    // resuming with another corpus is refused too.
+    let out = temp_dir("replay-refused");
+    let e = ContinualTrainer::new(c.clone(), collate(), &out)
+        .unwrap()
+        .run(tiny(&device), &doms, Some(&general()), false)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(e.to_string().contains("give a replay corpus"), "{e}");
+    assert!(!out.join("checkpoints").exists());
+    ContinualTrainer::new(c.clone(), collate(), &out)
+        .unwrap()
+        .with_replay(replay())
+        .run(tiny(&device), &doms, Some(&general()), false)
+        .unwrap();
+    let other: Vec<Vec<u32>> = replay().into_iter().rev().skip(1).collect();
+    let e = ContinualTrainer::new(c, collate(), &out)
+        .unwrap()
+        .with_replay(other)
+        .run(tiny(&device), &doms, Some(&general()), true)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::InvalidConfig(_) | Error::Checkpoint { .. }),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+}

@@ -311,7 +311,10 @@ fn every_method_runs_on_the_decoder() {
     use softmask::continual::*;
     let device = devices().remove(0).1;
     let doms = [causal_domain("code", 5, 30), causal_domain("prose", 30, 60)];
-    let general = causal_domain("general", 5, 60).held_out;
+    let (general, replay) = {
+        let g = causal_domain("general", 5, 60);
+        (g.held_out, g.train)
+    };
     let collate = CausalChunkCollate::new(0, 64).unwrap();
     for name in PRESETS {
         let out = temp_dir(&format!("llama-{name}"));
@@ -321,6 +324,7 @@ fn every_method_runs_on_the_decoder() {
         let model = SoftMaskLlama::from_pretrained(folder("tiny-llama"), &device).unwrap();
         let outcome = ContinualTrainer::new(c.clone(), collate.clone(), &out)
             .unwrap()
+            .with_replay(replay.clone())
             .run(model, &doms, Some(&general), false)
             .unwrap();
         let m = &outcome.results;
@@ -335,6 +339,7 @@ fn every_method_runs_on_the_decoder() {
         }
         let again = ContinualTrainer::new(c, collate.clone(), &out)
             .unwrap()
+            .with_replay(replay.clone())
             .run(
                 SoftMaskLlama::from_pretrained(folder("tiny-llama"), &device).unwrap(),
                 &doms,

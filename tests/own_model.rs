@@ -133,6 +133,7 @@ impl Collate<CausalBatch> for CausalCollate {
 fn a_users_causal_model_runs_through_every_method_and_resumes() {
     let device = devices().remove(0).1;
     let doms = [causal_domain("code", 0, 25), causal_domain("prose", 25, 50)];
+    let replay = causal_domain("general", 0, 50).train;
     for name in PRESETS {
         let out = temp_dir(&format!("own-{name}"));
         let mut c = quick(name);
@@ -152,6 +153,7 @@ fn a_users_causal_model_runs_through_every_method_and_resumes() {
         let before = model.clone();
         let outcome = ContinualTrainer::new(c.clone(), CausalCollate, &out)
             .unwrap()
+            .with_replay(replay.clone())
             .run(model, &doms, None, false)
             .unwrap();
         let m = &outcome.results;
@@ -163,6 +165,7 @@ fn a_users_causal_model_runs_through_every_method_and_resumes() {
         // Resuming the finished run gives the same results.
         let again = ContinualTrainer::new(c, CausalCollate, &out)
             .unwrap()
+            .with_replay(replay.clone())
             .run(TinyCausal::new(&device), &doms, None, true)
             .unwrap();
         assert_eq!(again.results, outcome.results, "{name}");

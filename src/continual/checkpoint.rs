@@ -36,6 +36,9 @@ pub struct RunIdentity {
     pub domains: Vec<(String, u64)>,
     /// A fingerprint of the general held-out chunks, if any.
     pub general: Option<u64>,
+    /// A fingerprint of the replay corpus, when the method replays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<u64>,
     /// The model's gates.
     pub layout: GateLayout,
     /// The shape of every parameter of the model, in visiting order.

@@ -162,10 +162,24 @@ pub struct MethodConfig {
     pub seed: u64,
     /// Write a checkpoint every this many steps (0: only after each domain).
     pub checkpoint_every: usize,
+    /// Replay: this fraction of every training batch's rows (rounded, at
+    /// least one when above 0) is drawn from a replay corpus
+    /// ([`ContinualTrainer::with_replay`](super::ContinualTrainer::with_replay)),
+    /// the rest from the domain; 0 for none. Below 1.
+    #[serde(default)]
+    pub replay_fraction: f64,
 }
 
 /// The preset names [`MethodConfig::preset`] knows.
-pub const PRESETS: [&str; 6] = ["ncl", "dga", "das", "ewc", "das-permuted", "das-uniform"];
+pub const PRESETS: [&str; 7] = [
+    "ncl",
+    "dga",
+    "das",
+    "ewc",
+    "das-permuted",
+    "das-uniform",
+    "replay",
+];
 
 impl MethodConfig {
     /// A documented preset:
@@ -178,6 +192,7 @@ impl MethodConfig {
     /// | `ewc` | MLM with EWC's quadratic penalty (lambda 5000, in the 1e3–1e4 range continual-learning code uses), no mask |
     /// | `das-permuted` | `das` with importance permuted within each layer |
     /// | `das-uniform` | `das` with each layer damped by its mean mask |
+    /// | `replay` | `ncl` with a quarter of every batch's rows replayed from a general corpus |
     ///
     /// All share AdamW (weight decay 0.01), lr 5e-5 with 10% warm-up, 200
     /// steps per domain of 8 × 128 tokens, 16 importance batches, the
@@ -213,6 +228,7 @@ impl MethodConfig {
             ewc_lambda: 0.0,
             seed: 0,
             checkpoint_every: 0,
+            replay_fraction: 0.0,
         };
         let das = MethodConfig {
             general_importance: true,
@@ -239,6 +255,10 @@ impl MethodConfig {
             "das-uniform" => MethodConfig {
                 control: Control::Uniform,
                 ..das
+            },
+            "replay" => MethodConfig {
+                replay_fraction: 0.25,
+                ..base
             },
             other => {
                 return Err(Error::InvalidConfig(format!(
@@ -306,6 +326,16 @@ impl MethodConfig {
         self.importance_batch_size.unwrap_or(self.batch_size)
     }
 
+    /// Rows of every training batch drawn from the replay corpus:
+    /// `replay_fraction × batch_size` rounded, at least 1 when the fraction
+    /// is above 0.
+    pub fn replay_rows(&self) -> usize {
+        match self.replay_fraction > 0.0 {
+            true => ((self.replay_fraction * self.batch_size as f64).round() as usize).max(1),
+            false => 0,
+        }
+    }
+
     /// Whether any importance is ever applied.
     pub fn masks(&self) -> bool {
         self.general_importance || self.domain_importance
@@ -341,6 +371,18 @@ impl MethodConfig {
             if !(0.0..=1.0).contains(&v) {
                 return bad(format!("{what} must lie in [0, 1], got {v}"));
             }
+        }
+        if !(0.0..1.0).contains(&self.replay_fraction) {
+            return bad(format!(
+                "replay_fraction must lie in [0, 1), got {}",
+                self.replay_fraction
+            ));
+        }
+        if self.replay_fraction > 0.0 && self.replay_rows() >= self.batch_size {
+            return bad(format!(
+                "replay_fraction {} of batch_size {} leaves no row for the domain",
+                self.replay_fraction, self.batch_size
+            ));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad(format!("lr must be positive, got {}", self.lr));
@@ -405,6 +447,28 @@ mod tests {
         );
         let err = MethodConfig::preset("hat").unwrap_err();
         assert!(err.to_string().contains("unknown method \"hat\""), "{err}");
+        let replay = MethodConfig::preset("replay").unwrap();
+        assert_eq!((replay.replay_fraction, replay.replay_rows()), (0.25, 2));
+        assert!(!replay.masks() && ncl.replay_rows() == 0);
+    }
+
+    #[test]
+    fn replay_leaves_the_domain_at_least_one_row() {
+        let mut c = MethodConfig::preset("replay").unwrap();
+        c.batch_size = 2;
+        c.replay_fraction = 0.1; // rounds to 0, taken as 1
+        assert_eq!(c.replay_rows(), 1);
+        c.validate().unwrap();
+        for (f, says) in [
+            (0.75, "leaves no row for the domain"),
+            (1.0, "must lie in [0, 1)"),
+            (-0.1, "must lie in [0, 1)"),
+            (f64::NAN, "must lie in [0, 1)"),
+        ] {
+            c.replay_fraction = f;
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(says), "{f}: {e}");
+        }
     }
 
     #[test]

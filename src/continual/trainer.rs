@@ -20,7 +20,7 @@ use super::observe::{JsonlLog, Observer, StepEvent};
 use super::plot;
 use super::plugin::{DomainEnd, DomainStart, Plugin};
 use super::results::ResultMatrix;
-use crate::data::sampling::stream::TRAIN;
+use crate::data::sampling::stream::{REPLAY, TRAIN};
 use crate::data::sampling::{batch_rows, mix};
 use crate::error::{Error, Result};
 use crate::gate::TokenCount;
@@ -63,6 +63,7 @@ pub struct ContinualTrainer<C> {
     collate: C,
     out: PathBuf,
     observers: Vec<Box<dyn Observer>>,
+    replay: Vec<Vec<u32>>,
 }
 
 impl<C> ContinualTrainer<C> {
@@ -78,12 +79,24 @@ impl<C> ContinualTrainer<C> {
             collate,
             out: out.into(),
             observers: Vec::new(),
+            replay: Vec::new(),
         })
     }
 
     /// Adds an observer.
     pub fn with_observer(mut self, observer: Box<dyn Observer>) -> Self {
         self.observers.push(observer);
+        self
+    }
+
+    /// The replay corpus: token chunks (of `seq_len`) that
+    /// [`MethodConfig::replay_fraction`] of every training batch's rows are
+    /// drawn from, in a seeded order that runs on across domains. Keep it
+    /// disjoint from the text the run evaluates on (the general corpus's
+    /// training split, say, when its held-out split is the general
+    /// evaluation). Used only when the fraction is above 0.
+    pub fn with_replay(mut self, chunks: Vec<Vec<u32>>) -> Self {
+        self.replay = chunks;
         self
     }
 
@@ -257,6 +270,7 @@ impl<C> ContinualTrainer<C> {
                 })
                 .collect(),
             general: general.map(checkpoint::fingerprint),
+            replay: (self.config.replay_rows() > 0).then(|| checkpoint::fingerprint(&self.replay)),
             layout: model.gate_layout(),
             shapes: params::shapes(&model),
         };
@@ -358,12 +372,23 @@ impl<C> ContinualTrainer<C> {
             for step in start..self.config.steps_per_domain {
                 let began = Instant::now();
                 let seed = mix(self.config.seed, &[TRAIN, t as u64, step as u64]);
-                let rows = batch_rows(
+                let replayed = self.config.replay_rows();
+                let mut rows = batch_rows(
                     &domain.train,
-                    self.config.batch_size,
+                    self.config.batch_size - replayed,
                     step,
                     mix(self.config.seed, &[t as u64]),
                 );
+                if replayed > 0 {
+                    // One stream over the replay corpus, on across domains.
+                    let at = t * self.config.steps_per_domain + step;
+                    rows.extend(batch_rows(
+                        &self.replay,
+                        replayed,
+                        at,
+                        mix(self.config.seed, &[REPLAY]),
+                    ));
+                }
                 device.seed(seed);
                 let batch = self.collate.collate(&rows, seed, &device)?;
                 let mut loss = model.loss(&batch, None)?;
@@ -513,6 +538,16 @@ impl<C> ContinualTrainer<C> {
             return Err(Error::InvalidConfig(
                 "the general held-out corpus is empty or holds an empty chunk".into(),
             ));
+        }
+        if self.config.replay_rows() > 0
+            && (self.replay.is_empty() || self.replay.iter().any(Vec::is_empty))
+        {
+            return Err(Error::InvalidConfig(format!(
+                "method {:?} replays {} row(s) of every batch: give a replay corpus \
+                 (ContinualTrainer::with_replay) without empty chunks",
+                self.config.name,
+                self.config.replay_rows()
+            )));
         }
         Ok(())
     }

@@ -39,6 +39,8 @@ pub(crate) mod stream {
     pub(crate) const IMPORTANCE: u64 = 3;
     /// EWC's Fisher pass.
     pub(crate) const FISHER: u64 = 4;
+    /// The replayed rows of training batches.
+    pub(crate) const REPLAY: u64 = 5;
 }
 
 /// The rows of batch `index` of a seeded sequence of epochs over `chunks`:

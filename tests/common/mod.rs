@@ -356,6 +356,12 @@ pub fn general() -> Vec<Vec<u32>> {
     synthetic("general", 5, 120, 1, 3).held_out
 }
 
+/// A replay corpus for the tiny BERT: general text, disjoint from
+/// [`general`]'s held-out chunks.
+pub fn replay() -> Vec<Vec<u32>> {
+    synthetic("general", 5, 120, 6, 4).train
+}
+
 /// A preset shrunk to seconds: 4 steps of 2 chunks per domain.
 pub fn quick(name: &str) -> MethodConfig {
     let mut c = MethodConfig::preset(name).unwrap();
@@ -370,10 +376,7 @@ pub fn quick(name: &str) -> MethodConfig {
 
 pub fn run(config: MethodConfig, out: &Path, resume: bool) -> Result<Outcome<SoftMaskBert>> {
     let device = devices().remove(0).1;
-    ContinualTrainer::new(config, collate(), out)?.run(
-        tiny(&device),
-        &domains(),
-        Some(&general()),
-        resume,
-    )
+    ContinualTrainer::new(config, collate(), out)?
+        .with_replay(replay())
+        .run(tiny(&device), &domains(), Some(&general()), resume)
 }
