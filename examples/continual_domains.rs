@@ -146,6 +146,9 @@ struct MethodOptions {
     /// EWC's penalty weight; 0 turns EWC off [default: the preset's]
     #[arg(long, value_name = "LAMBDA")]
     ewc_lambda: Option<f64>,
+    /// kd's weight on the KL to the model before the domain; 0 turns kd off [default: the preset's]
+    #[arg(long, value_name = "LAMBDA")]
+    kd_lambda: Option<f64>,
     /// The fraction of every batch's rows replayed from --replay (or the general corpus's training split) [default: the preset's]
     #[arg(long, value_name = "F")]
     replay_fraction: Option<f64>,
@@ -406,7 +409,7 @@ fn train<M, B, C, T>(
     plugins: Vec<Box<dyn Plugin<M, B>>>,
 ) -> Result<()>
 where
-    M: ContinualModel<B>,
+    M: ContinualModel<B> + 'static,
     B: TokenCount,
     C: Collate<B>,
     T: Tokenizer,

@@ -532,3 +532,88 @@ fn a_tokenizer_with_more_ids_than_the_model_is_refused() {
     assert!(e.to_string().contains("not the model's tokenizer"));
     assert!(tokenizer.check_vocabulary(300).is_ok());
 }
+
+/// kd distils to the model as it was at the domain's start: at a domain's
+/// first step the two are the same model, so one step per domain is NCL's
+/// step exactly; over more steps it differs, and a run stopped mid-domain
+/// resumes with the same teacher (kept in the checkpoint) to the same end.
+#[test]
+fn kd_starts_from_its_own_model_and_resumes_with_the_same_teacher() {
+    use softmask::continual::*;
+    let device = devices().remove(0).1;
+    let doms = [causal_domain("code", 5, 30), causal_domain("prose", 30, 60)];
+    let collate = CausalChunkCollate::new(0, 64).unwrap();
+    let model = || SoftMaskLlama::from_pretrained(folder("tiny-llama"), &device).unwrap();
+    let run = |c: MethodConfig, out: &Path, resume: bool| {
+        ContinualTrainer::new(c, collate.clone(), out)
+            .unwrap()
+            .run(model(), &doms, None, resume)
+    };
+    let config = |name: &str, steps: usize| {
+        let mut c = quick(name);
+        c.lr = 1e-2;
+        c.steps_per_domain = steps;
+        c.checkpoint_every = 2;
+        c
+    };
+    let tensors = |o: &continual::Outcome<SoftMaskLlama>| o.model.named_tensors().unwrap();
+    let (a, b) = (temp_dir("kd-one"), temp_dir("ncl-one"));
+    // The largest difference between two models' weights.
+    let apart = |x: &continual::Outcome<SoftMaskLlama>, y: &continual::Outcome<SoftMaskLlama>| {
+        let (x, y) = (tensors(x), tensors(y));
+        x.iter()
+            .map(|(k, t)| max_abs_diff(&t.values, &y[k].values))
+            .fold(0f32, f32::max)
+    };
+    let kd = run(config("kd", 1), &a, false).unwrap();
+    let ncl = run(config("ncl", 1), &b, false).unwrap();
+    // The KL's gradient at equal models is rounding (Σ p = 1 ± 1e-7), which
+    // AdamW's normalised step lifts to a few 1e-6.
+    let d = apart(&kd, &ncl);
+    assert!(d < 5e-5, "one step: kd and ncl differ by {d}");
+    let (a4, b4) = (temp_dir("kd-four"), temp_dir("ncl-four"));
+    let kd = run(config("kd", 4), &a4, false).unwrap();
+    let ncl = run(config("ncl", 4), &b4, false).unwrap();
+    let d = apart(&kd, &ncl);
+    assert!(d > 1e-3, "four steps: kd and ncl differ by only {d}");
+
+    let stopped = temp_dir("kd-stopped");
+    let (o, c, col) = (stopped.clone(), config("kd", 4), collate.clone());
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ContinualTrainer::new(c, col, &o)
+            .unwrap()
+            .with_observer(Box::new(StopAtMidDomain { nth: 2, seen: 0 }))
+            .run(model(), &doms, None, false)
+            .map(|_| ())
+    }));
+    assert!(r.is_err(), "the run was not stopped");
+    let mid: Vec<PathBuf> = std::fs::read_dir(stopped.join("checkpoints"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with("-0000002"))
+        .collect();
+    assert_eq!(mid.len(), 1, "{mid:?}");
+    let teacher = mid[0].join("kd-teacher");
+    assert!(teacher.join("model.safetensors").is_file());
+    // Without its teacher the checkpoint is refused, by name.
+    let hidden = stopped.join("teacher-aside");
+    std::fs::rename(&teacher, &hidden).unwrap();
+    let e = run(config("kd", 4), &stopped, true)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Checkpoint { reason, .. } if reason.contains("kd's teacher")),
+        "{e}"
+    );
+    std::fs::rename(&hidden, &teacher).unwrap();
+    let resumed = run(config("kd", 4), &stopped, true).unwrap();
+    assert_eq!(resumed.results, kd.results);
+    assert!(
+        tensors(&resumed) == tensors(&kd),
+        "the resumed run ends elsewhere"
+    );
+    for d in [a, b, a4, b4, stopped] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}

@@ -82,20 +82,32 @@ impl Represent<CausalBatch> for TinyCausal {
     }
 }
 
+impl TinyCausal {
+    /// The logits of every position but the last, `[batch · (seq - 1), vocab]`.
+    fn next_token_logits(&self, batch: &CausalBatch, gates: Option<&Gates>) -> Result<Tensor<2>> {
+        let [b, s] = batch.ids.dims();
+        let h = self.hidden(batch.ids.clone(), gates)?;
+        Ok(self.head.forward(
+            h.slice([0..b, 0..s - 1, 0..HIDDEN])
+                .reshape([b * (s - 1), HIDDEN]),
+        ))
+    }
+}
+
 impl ContinualModel<CausalBatch> for TinyCausal {
     fn loss(&self, batch: &CausalBatch, gates: Option<&Gates>) -> Result<Tensor<1>> {
         let [b, s] = batch.ids.dims();
-        let h = self.hidden(batch.ids.clone(), gates)?;
-        let logits = self.head.forward(
-            h.slice([0..b, 0..s - 1, 0..HIDDEN])
-                .reshape([b * (s - 1), HIDDEN]),
-        );
+        let logits = self.next_token_logits(batch, gates)?;
         let targets = batch
             .ids
             .clone()
             .slice([0..b, 1..s])
             .reshape([b * (s - 1), 1]);
         Ok(log_softmax(logits, 1).gather(1, targets).mean().neg())
+    }
+
+    fn objective_logits(&self, batch: &CausalBatch) -> Result<Tensor<2>> {
+        self.next_token_logits(batch, None)
     }
 
     fn pooled(&self, batch: &CausalBatch, gates: Option<&Gates>) -> Result<Tensor<2>> {

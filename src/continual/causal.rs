@@ -86,6 +86,15 @@ impl ContinualModel<CausalBatch> for SoftMaskLlama {
         Ok(summed / mask.sum_dim(1).reshape([b, 1]).clamp_min(1.0))
     }
 
+    /// The next-token logits of the positions with a next real token.
+    fn objective_logits(&self, batch: &CausalBatch) -> Result<Tensor<2>> {
+        self.predicting_logits(
+            batch.input_ids.clone(),
+            Some(batch.attention_mask.clone()),
+            None,
+        )
+    }
+
     /// A Hugging Face folder ([`SoftMaskLlama::save_pretrained`]).
     fn save_weights(&self, dir: &Path) -> Result<()> {
         self.save_pretrained(dir)

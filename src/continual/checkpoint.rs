@@ -13,6 +13,8 @@ use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
+use super::ewc::EWC_FILE;
+use super::kd::KD_TEACHER;
 use super::method::MethodConfig;
 use super::objective::ContinualModel;
 use super::plugin::Plugin;
@@ -492,11 +494,21 @@ pub(crate) fn restore<M: ContinualModel<B>, B>(
     } else {
         None
     };
-    if manifest.ewc {
-        let inner = device.clone().inner();
-        for p in plugins.iter_mut() {
-            p.restore(dir, &inner)?;
-        }
+    // The plugins' state the manifest promises must be there: EWC's anchors,
+    // and kd's teacher in a mid-domain checkpoint.
+    let missing = |what: &str| Error::Checkpoint {
+        path: dir.to_path_buf(),
+        reason: format!("it lacks {what}"),
+    };
+    if manifest.ewc && !dir.join(EWC_FILE).is_file() {
+        return Err(missing(&format!("EWC's anchors ({EWC_FILE})")));
+    }
+    if config.kd_lambda > 0.0 && manifest.position.step > 0 && !dir.join(KD_TEACHER).is_dir() {
+        return Err(missing(&format!("kd's teacher ({KD_TEACHER}/)")));
+    }
+    let inner = device.clone().inner();
+    for p in plugins.iter_mut() {
+        p.restore(dir, &inner)?;
     }
     Ok((
         loaded,

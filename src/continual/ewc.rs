@@ -273,8 +273,14 @@ impl<M: ContinualModel<B>, B> Plugin<M, B> for EwcPlugin {
         Ok(true)
     }
 
+    /// Reads the anchors of `ewc.safetensors`; none when the checkpoint
+    /// has none (before the first domain ended).
     fn restore(&mut self, dir: &Path, device: &Device) -> Result<()> {
         let path = dir.join(EWC_FILE);
+        if !path.is_file() {
+            self.ewc = Ewc::new();
+            return Ok(());
+        }
         let file = io::TensorFile::load(&path)?;
         self.ewc = Ewc::from_host(file.tensors, device).map_err(|e| Error::CorruptFile {
             path,

@@ -168,10 +168,16 @@ pub struct MethodConfig {
     /// the rest from the domain; 0 for none. Below 1.
     #[serde(default)]
     pub replay_fraction: f64,
+    /// Distillation to the model as it was before the domain (LwF-style,
+    /// the `kd` baseline of the method's reference code): this weight times
+    /// `KL(teacher ‖ model)` of the objective's logits (temperature 1,
+    /// averaged over the scored positions) is added to the loss; 0 for none.
+    #[serde(default)]
+    pub kd_lambda: f64,
 }
 
 /// The preset names [`MethodConfig::preset`] knows.
-pub const PRESETS: [&str; 7] = [
+pub const PRESETS: [&str; 8] = [
     "ncl",
     "dga",
     "das",
@@ -179,6 +185,7 @@ pub const PRESETS: [&str; 7] = [
     "das-permuted",
     "das-uniform",
     "replay",
+    "kd",
 ];
 
 impl MethodConfig {
@@ -193,6 +200,7 @@ impl MethodConfig {
     /// | `das-permuted` | `das` with importance permuted within each layer |
     /// | `das-uniform` | `das` with each layer damped by its mean mask |
     /// | `replay` | `ncl` with a quarter of every batch's rows replayed from a general corpus |
+    /// | `kd` | `ncl` plus distillation to the model before the domain (lambda 1) |
     ///
     /// All share AdamW (weight decay 0.01), lr 5e-5 with 10% warm-up, 200
     /// steps per domain of 8 × 128 tokens, 16 importance batches, the
@@ -229,6 +237,7 @@ impl MethodConfig {
             seed: 0,
             checkpoint_every: 0,
             replay_fraction: 0.0,
+            kd_lambda: 0.0,
         };
         let das = MethodConfig {
             general_importance: true,
@@ -258,6 +267,10 @@ impl MethodConfig {
             },
             "replay" => MethodConfig {
                 replay_fraction: 0.25,
+                ..base
+            },
+            "kd" => MethodConfig {
+                kd_lambda: 1.0,
                 ..base
             },
             other => {
@@ -391,6 +404,12 @@ impl MethodConfig {
             return bad(format!(
                 "temperature must be positive, got {}",
                 self.temperature
+            ));
+        }
+        if !(self.kd_lambda.is_finite() && self.kd_lambda >= 0.0) {
+            return bad(format!(
+                "kd_lambda must be 0 or more, got {}",
+                self.kd_lambda
             ));
         }
         if !(self.ewc_lambda.is_finite() && self.ewc_lambda >= 0.0) {

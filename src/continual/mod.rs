@@ -15,7 +15,8 @@
 //!    (held-out losses into [`results`]), [`checkpoint`] (save, check,
 //!    restore) and the method's [`plugin`]s.
 //! 5. [`plugin`]: a method's additions to the loop; [`contrastive`] (DAS's
-//!    knowledge-integration term) and [`ewc`] are plugins. A new method is a
+//!    knowledge-integration term), [`ewc`] and [`kd`] (distillation to the
+//!    model before the domain) are plugins. A new method is a
 //!    new plugin file here.
 //! 6. [`observe`]: read-only hooks, the JSONL log and progress bars; [`plot`]:
 //!    pictures; [`knowledge`]: knowledge probes scored after every domain
@@ -28,6 +29,7 @@ pub mod contrastive;
 pub mod domain;
 pub mod eval;
 pub mod ewc;
+pub mod kd;
 pub mod knowledge;
 pub mod method;
 pub mod objective;
@@ -43,6 +45,7 @@ pub use contrastive::ContrastivePlugin;
 pub use contrastive::contrastive_loss;
 pub use domain::{Domain, TokenizedDomain};
 pub use ewc::{Ewc, EwcPlugin, FisherAccumulator};
+pub use kd::KdPlugin;
 pub use knowledge::{KnowledgeProbes, KnowledgeRow};
 pub use method::{Control, MethodConfig, OptimizerKind, PRESETS};
 pub use objective::{Collate, ContinualModel, MlmChunkCollate};

@@ -35,6 +35,24 @@ pub trait ContinualModel<B>: Module + SoftMaskable + Represent<B> + Sized {
     /// - output: `[batch, hidden]`
     fn pooled(&self, batch: &B, gates: Option<&Gates>) -> Result<Tensor<2>>;
 
+    /// The logits the objective scores, one row per scored position (the
+    /// labelled positions for MLM, every position with a next token for a
+    /// causal LM), in an order fixed by the batch: what distillation to an
+    /// earlier model ([`KdPlugin`](super::kd::KdPlugin)) compares.
+    ///
+    /// # Shapes
+    ///
+    /// - output: `[scored positions, vocab]`
+    ///
+    /// # Errors
+    ///
+    /// By default [`Error::InvalidConfig`]: a model joins `kd` by giving them.
+    fn objective_logits(&self, _batch: &B) -> Result<Tensor<2>> {
+        Err(Error::InvalidConfig(
+            "this model gives no objective logits, which kd distils".into(),
+        ))
+    }
+
     /// Writes the weights into the folder `dir` (atomically, file by file).
     fn save_weights(&self, dir: &Path) -> Result<()>;
 
@@ -198,6 +216,11 @@ impl ContinualModel<BertBatch> for SoftMaskBert {
         let summed = (hidden * mask.clone()).sum_dim(1);
         let [_, _, h] = summed.dims();
         Ok(summed.reshape([b, h]) / mask.sum_dim(1).reshape([b, 1]).clamp_min(1.0))
+    }
+
+    /// The MLM logits at the labelled positions.
+    fn objective_logits(&self, batch: &BertBatch) -> Result<Tensor<2>> {
+        Ok(self.labelled_logits(batch, None)?.0)
     }
 
     /// A Hugging Face checkpoint folder ([`SoftMaskBert::save_pretrained`]).

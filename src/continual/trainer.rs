@@ -14,6 +14,7 @@ use super::contrastive::ContrastivePlugin;
 use super::domain::TokenizedDomain;
 use super::eval::{self, columns, evaluate};
 use super::ewc::EwcPlugin;
+use super::kd::KdPlugin;
 use super::method::MethodConfig;
 use super::objective::{Collate, ContinualModel};
 use super::observe::{JsonlLog, Observer, StepEvent};
@@ -107,14 +108,19 @@ impl<C> ContinualTrainer<C> {
 }
 
 /// The plugins a method's configuration asks for, in the order their loss
-/// terms are added: DAS's contrastive term, then EWC's penalty.
-fn method_plugins<M: ContinualModel<B>, B>(config: &MethodConfig) -> Vec<Box<dyn Plugin<M, B>>> {
+/// terms are added: DAS's contrastive term, EWC's penalty, kd's distillation.
+fn method_plugins<M: ContinualModel<B> + 'static, B>(
+    config: &MethodConfig,
+) -> Vec<Box<dyn Plugin<M, B>>> {
     let mut plugins: Vec<Box<dyn Plugin<M, B>>> = Vec::new();
     if config.contrastive && config.masks() {
         plugins.push(Box::new(ContrastivePlugin::new(config.temperature)));
     }
     if config.ewc_lambda > 0.0 {
         plugins.push(Box::new(EwcPlugin::new(config.ewc_lambda)));
+    }
+    if config.kd_lambda > 0.0 {
+        plugins.push(Box::new(KdPlugin::new(config.kd_lambda)));
     }
     plugins
 }
@@ -224,7 +230,7 @@ impl<C> ContinualTrainer<C> {
         resume: bool,
     ) -> Result<Outcome<M>>
     where
-        M: ContinualModel<B>,
+        M: ContinualModel<B> + 'static,
         B: TokenCount,
         C: Collate<B>,
     {
@@ -242,7 +248,7 @@ impl<C> ContinualTrainer<C> {
         extra: Vec<Box<dyn Plugin<M, B>>>,
     ) -> Result<Outcome<M>>
     where
-        M: ContinualModel<B>,
+        M: ContinualModel<B> + 'static,
         B: TokenCount,
         C: Collate<B>,
     {

@@ -270,6 +270,28 @@ impl SoftMaskBert {
     ///
     /// [`Error::BadBatch`] when the batch has no labels or no labelled position.
     pub fn mlm_loss(&self, batch: &BertBatch, gates: Option<&Gates>) -> Result<Tensor<1>> {
+        let (logits, targets) = self.labelled_logits(batch, gates)?;
+        let n = targets.len();
+        let device = logits.device();
+        let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [n, 1]), &device);
+        Ok(log_softmax(logits, 1).gather(1, targets).mean().neg())
+    }
+
+    /// The MLM logits at the labelled positions (label not -100), in
+    /// order, with their labels: what [`mlm_loss`](Self::mlm_loss) scores.
+    ///
+    /// # Shapes
+    ///
+    /// - output: `[labelled positions, vocab]`
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BadBatch`] when the batch has no labels or no labelled position.
+    pub fn labelled_logits(
+        &self,
+        batch: &BertBatch,
+        gates: Option<&Gates>,
+    ) -> Result<(Tensor<2>, Vec<i64>)> {
         let labels = batch
             .labels
             .clone()
@@ -299,8 +321,7 @@ impl SoftMaskBert {
         let logits = self
             .mlm
             .forward(rows, self.embeddings.word_embeddings.weight.val());
-        let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [n, 1]), &device);
-        Ok(log_softmax(logits, 1).gather(1, targets).mean().neg())
+        Ok((logits, targets))
     }
 
     /// The parameters each gate governs, with the head layout of your choice

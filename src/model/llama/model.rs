@@ -228,11 +228,17 @@ impl SoftMaskLlama {
         let hidden = self.hidden(input_ids, attention_mask, gates)?;
         let [b, s, h] = hidden.dims();
         let flat = hidden.reshape([b * s, h]);
-        let logits = match &self.lm_head {
-            Some(head) => head.forward(flat),
-            None => flat.matmul(self.embed.weight.val().transpose()),
-        };
+        let logits = self.head_logits(flat);
         Ok(logits.reshape([b, s, self.config.vocab_size]))
+    }
+
+    /// The head's logits of `[rows, hidden]` final hidden states: `[rows,
+    /// vocab]`, through `lm_head` or the tied embeddings.
+    pub(crate) fn head_logits(&self, rows: Tensor<2>) -> Tensor<2> {
+        match &self.lm_head {
+            Some(head) => head.forward(rows),
+            None => rows.matmul(self.embed.weight.val().transpose()),
+        }
     }
 
     /// The same model with the KL proxy's dropout at `p` (default
@@ -402,6 +408,18 @@ impl SoftMaskLlama {
         attention_mask: Option<Tensor<2, Int>>,
         gates: Option<&Gates>,
     ) -> Result<Tensor<1>> {
+        let (rows, targets) = self.predicting_hidden(input_ids, attention_mask, gates)?;
+        Ok(self.head_loss(rows, targets))
+    }
+
+    /// The final hidden states of the positions that have a next real token,
+    /// in order, with those next tokens.
+    fn predicting_hidden(
+        &self,
+        input_ids: Tensor<2, Int>,
+        attention_mask: Option<Tensor<2, Int>>,
+        gates: Option<&Gates>,
+    ) -> Result<(Tensor<2>, Vec<i64>)> {
         let [b, s] = input_ids.dims();
         let device = input_ids.device();
         let mask_host: Vec<i64> = match &attention_mask {
@@ -427,7 +445,28 @@ impl SoftMaskLlama {
             0,
             Tensor::<1, Int>::from_data(TensorData::new(positions, [n]), &device),
         );
-        Ok(self.head_loss(rows, targets))
+        Ok((rows, targets))
+    }
+
+    /// The next-token logits of the positions that have a next real token,
+    /// in order: what [`causal_lm_loss`](Self::causal_lm_loss) scores (here
+    /// computed whole).
+    ///
+    /// # Shapes
+    ///
+    /// - output: `[predicting positions, vocab]`
+    ///
+    /// # Errors
+    ///
+    /// As [`causal_lm_loss`](Self::causal_lm_loss).
+    pub fn predicting_logits(
+        &self,
+        input_ids: Tensor<2, Int>,
+        attention_mask: Option<Tensor<2, Int>>,
+        gates: Option<&Gates>,
+    ) -> Result<Tensor<2>> {
+        let (rows, _) = self.predicting_hidden(input_ids, attention_mask, gates)?;
+        Ok(self.head_logits(rows))
     }
 
     /// The mean cross-entropy of the head's logits of `hidden` (`[n,
@@ -456,10 +495,7 @@ impl SoftMaskLlama {
             .saturating_mul(vocab)
             .saturating_mul(std::mem::size_of::<f32>());
         if self.head_chunk.is_none() && whole <= HEAD_WHOLE_BYTES {
-            let logits = match &self.lm_head {
-                Some(head) => head.forward(hidden),
-                None => hidden.matmul(self.embed.weight.val().transpose()),
-            };
+            let logits = self.head_logits(hidden);
             let t = Tensor::<2, Int>::from_data(TensorData::new(targets, [n, 1]), &device);
             return log_softmax(logits, 1)
                 .gather(1, t)

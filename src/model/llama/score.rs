@@ -104,10 +104,7 @@ impl SoftMaskLlama {
                 0,
                 Tensor::<1, Int>::from_data(TensorData::new(positions, [n]), &device),
             );
-            let logits = match &model.lm_head {
-                Some(head) => head.forward(rows),
-                None => rows.matmul(model.embed.weight.val().transpose()),
-            };
+            let logits = model.head_logits(rows);
             let t = Tensor::<2, Int>::from_data(TensorData::new(targets, [n, 1]), &device);
             let picked = to_host(log_softmax(logits, 1).gather(1, t))?.values;
             let mut sums = vec![0f32; b];
