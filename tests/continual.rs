@@ -447,3 +447,55 @@ fn replay_draws_its_share_of_every_batch_from_one_stream_across_domains() {
     );
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+/// Split-half stability: the same batch in both halves ranks every unit the
+/// same (1 per layer); a DAS run records the stability of every importance
+/// it estimates.
+#[test]
+fn importance_stability_is_one_for_identical_halves_and_recorded_per_run() {
+    let device = devices().remove(0).1;
+    let model = tiny(&device).with_dropout(0.0).unwrap();
+    let b = collate()
+        .collate(&domains()[0].train[..2], 3, &device)
+        .unwrap();
+    let mut est = ImportanceEstimator::new(
+        model.gate_layout(),
+        Accumulation::PerBatch,
+        GradientSign::Absolute,
+    )
+    .unwrap();
+    est.step(&model, &b, &MlmLoss).unwrap();
+    assert!(est.split_half().is_none());
+    est.step(&model, &b, &MlmLoss).unwrap();
+    for gate in est.split_half().unwrap() {
+        assert_eq!(gate.rows.len(), 2, "{}", gate.name);
+        for r in &gate.rows {
+            let r = r.unwrap();
+            assert!((r - 1.0).abs() < 1e-6, "{}: {r}", gate.name);
+        }
+    }
+
+    let out = temp_dir("stability");
+    run(quick("das"), &out, false).unwrap();
+    let text = std::fs::read_to_string(out.join("importance-stability.json")).unwrap();
+    let record: std::collections::BTreeMap<
+        String,
+        Vec<softmask::importance::stability::GateStability>,
+    > = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        record.keys().collect::<Vec<_>>(),
+        ["alpha", "beta", "general"]
+    );
+    for gates in record.values() {
+        let names: Vec<&str> = gates.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(names, ["heads", "intermediate", "output"]);
+        assert!(
+            gates
+                .iter()
+                .flat_map(|g| &g.rows)
+                .flatten()
+                .all(|r| (-1.0..=1.0).contains(r))
+        );
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+}

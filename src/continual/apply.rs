@@ -16,6 +16,7 @@ use crate::gate::{GateLayout, Gates, TokenCount};
 use crate::importance::Importance;
 use crate::importance::estimate::ImportanceEstimator;
 use crate::importance::proxy::KlToDropoutCopy;
+use crate::importance::stability::GateStability;
 
 /// The importance a method applies: the chosen gates of the accumulated
 /// importance, through the control, times the strength.
@@ -95,8 +96,9 @@ pub(crate) fn check_gates(config: &MethodConfig, layout: &GateLayout) -> Result<
 
 /// Normalised importance over `importance_batches` batches of `chunks`:
 /// KL between two dropout passes (the general importance, `domain` `None`)
-/// or the objective as proxy (after training domain `domain`). `progress`
-/// hears of every batch.
+/// or the objective as proxy (after training domain `domain`), with its
+/// split-half stability (none for one batch). `progress` hears of every
+/// batch.
 pub(crate) fn estimate<M, B>(
     config: &MethodConfig,
     collate: &dyn Collate<B>,
@@ -105,7 +107,7 @@ pub(crate) fn estimate<M, B>(
     device: &Device,
     domain: Option<usize>,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<Importance>
+) -> Result<(Importance, Option<Vec<GateStability>>)>
 where
     M: ContinualModel<B>,
     B: TokenCount,
@@ -132,5 +134,5 @@ where
         }
         progress(b + 1, c.importance_batches);
     }
-    est.finish(c.normalization)
+    Ok((est.finish(c.normalization)?, est.split_half()))
 }

@@ -1,6 +1,7 @@
 //! Evaluation: held-out losses of every column after every domain, and
 //! writing a run's results.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::tensor::Device;
@@ -11,6 +12,7 @@ use super::plot;
 use super::results::ResultMatrix;
 use crate::data::sampling::mix;
 use crate::error::{Error, Result};
+use crate::importance::stability::GateStability;
 use crate::io;
 
 /// Masking of held-out sets is seeded by this, the batch and the column,
@@ -82,4 +84,32 @@ pub(crate) fn write_results(out: &Path, results: &ResultMatrix) -> Result<()> {
     io::write_atomic(&out.join("results.csv"), results.to_csv().as_bytes())?;
     io::write_atomic(&out.join("results.md"), results.to_table().as_bytes())?;
     plot::write_matrix(results, &out.join("results.svg"))
+}
+
+/// The run folder's file of importance stability.
+pub(crate) const STABILITY_FILE: &str = "importance-stability.json";
+
+/// Records the split-half stability of the importance `label` (`general`
+/// or a domain) in the run folder's `importance-stability.json`, an object
+/// of every importance estimated so far (a resumed run estimates the same
+/// again).
+pub(crate) fn record_stability(
+    out: &Path,
+    label: &str,
+    stability: Vec<GateStability>,
+) -> Result<()> {
+    let path = out.join(STABILITY_FILE);
+    let mut all: BTreeMap<String, Vec<GateStability>> = match path.exists() {
+        true => serde_json::from_slice(&io::read(&path)?).map_err(|e| Error::CorruptFile {
+            path: path.clone(),
+            reason: format!("not an importance-stability record ({e})"),
+        })?,
+        false => Default::default(),
+    };
+    all.insert(label.to_string(), stability);
+    let text = serde_json::to_vec_pretty(&all).map_err(|e| Error::Serialization {
+        what: "the importance stability".into(),
+        reason: e.to_string(),
+    })?;
+    io::write_atomic(&path, &text)
 }

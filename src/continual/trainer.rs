@@ -192,7 +192,7 @@ impl<C> ContinualTrainer<C> {
                 format!("domain-{}.safetensors", on.name),
             ),
         };
-        let imp = estimate(
+        let (imp, stability) = estimate(
             &self.config,
             &self.collate,
             model,
@@ -202,6 +202,9 @@ impl<C> ContinualTrainer<C> {
             &mut |d, n| Self::progress(&mut self.observers, what, d, n),
         )?;
         imp.save(checkpoint::importance_dir(&self.out).join(&name))?;
+        if let Some(stability) = stability {
+            eval::record_stability(&self.out, label, stability)?;
+        }
         self.notify(log, |o| o.on_importance(label, &imp));
         Ok(name)
     }

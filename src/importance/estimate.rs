@@ -3,6 +3,7 @@
 use burn::module::Module;
 use burn::tensor::Device;
 
+use super::stability::{GateStability, spearman};
 use crate::error::{Error, Result};
 use crate::gate::{GateLayout, Gates, SoftMaskable, TokenCount};
 use crate::importance::proxy::{ImportanceProxy, frozen};
@@ -69,6 +70,10 @@ pub struct ImportanceEstimator {
     running: Vec<Vec<f32>>,
     total: Vec<Vec<f32>>,
     tokens: usize,
+    /// Per-batch gradients (with the sign option) of the even- and the
+    /// odd-numbered batches, for [`split_half`](Self::split_half).
+    halves: [Vec<Vec<f32>>; 2],
+    batches: usize,
 }
 
 impl ImportanceEstimator {
@@ -91,8 +96,10 @@ impl ImportanceEstimator {
             accumulation,
             sign,
             running: zeros.clone(),
-            total: zeros,
+            total: zeros.clone(),
             tokens: 0,
+            halves: [zeros.clone(), zeros],
+            batches: 0,
         })
     }
 
@@ -157,16 +164,24 @@ impl ImportanceEstimator {
             }
             batch_grads.push(values);
         }
-        for ((g, run), tot) in batch_grads
+        let half = &mut self.halves[self.batches % 2];
+        for (((g, run), tot), h) in batch_grads
             .iter()
             .zip(&mut self.running)
             .zip(&mut self.total)
+            .zip(half.iter_mut())
         {
-            for ((&g, r), t) in g.iter().zip(run.iter_mut()).zip(tot.iter_mut()) {
+            for (((&g, r), t), h) in g
+                .iter()
+                .zip(run.iter_mut())
+                .zip(tot.iter_mut())
+                .zip(h.iter_mut())
+            {
                 let g = match self.sign {
                     GradientSign::Signed => g,
                     GradientSign::Absolute => g.abs(),
                 };
+                *h += g;
                 match self.accumulation {
                     Accumulation::Cumulative => {
                         *r += g;
@@ -177,7 +192,35 @@ impl ImportanceEstimator {
             }
         }
         self.tokens += batch.token_count();
+        self.batches += 1;
         Ok(loss.into_scalar::<f32>())
+    }
+
+    /// The split-half stability of what has been accumulated: per gate and
+    /// row (layer), the Spearman rank correlation between the summed
+    /// gradients (with the sign option) of the even-numbered and of the
+    /// odd-numbered batches. `None` before two batches.
+    pub fn split_half(&self) -> Option<Vec<GateStability>> {
+        if self.batches < 2 {
+            return None;
+        }
+        let [even, odd] = &self.halves;
+        Some(
+            self.layout
+                .specs()
+                .iter()
+                .zip(even.iter().zip(odd))
+                .map(|(spec, (a, b))| GateStability {
+                    name: spec.name.clone(),
+                    rows: (0..spec.rows)
+                        .map(|r| {
+                            let row = r * spec.units..(r + 1) * spec.units;
+                            spearman(&a[row.clone()], &b[row])
+                        })
+                        .collect(),
+                })
+                .collect(),
+        )
     }
 
     /// Tokens seen so far.

@@ -1,7 +1,8 @@
 //! Importance: how much each unit (neuron, attention head) matters.
 //!
 //! 1. [`proxy`]: the loss whose gate gradients define importance.
-//! 2. [`estimate`]: gate gradients over batches into raw importance.
+//! 2. [`estimate`]: gate gradients over batches into raw importance, and
+//!    [`stability`]: how alike the importance of two halves of the data is.
 //! 3. [`Importance`] (this module): the values as plain host data,
 //!    normalised, saved, loaded and maxed across domains.
 //!
@@ -9,6 +10,7 @@
 
 pub mod estimate;
 pub mod proxy;
+pub mod stability;
 
 use std::collections::HashMap;
 use std::path::Path;
