@@ -73,9 +73,9 @@ struct Args {
     /// Tokens each probe continues by
     #[arg(long, value_name = "N", default_value_t = 8)]
     probe_tokens: usize,
-    /// The replay corpus of --replay-fraction (or the replay preset): a text file or folder whose training split is replayed; default: the --general corpus's training split (its held-out split stays the general evaluation)
+    /// General training text, for methods that use it (replay draws from it; das-oracle estimates its general importance on it): a text file or folder whose training split is used; default: the --general corpus's training split (its held-out split stays the general evaluation)
     #[arg(long, value_name = "PATH")]
-    replay: Option<PathBuf>,
+    general_train: Option<PathBuf>,
     /// A knowledge-probe set (JSONL of {"id", "prompt", "choices", "answer"}, such as data/probes/general_knowledge.jsonl): each choice scored by its log-likelihood after the prompt, for the base model and after every domain, into knowledge.json, .csv and .md (decoders only)
     #[arg(long, value_name = "FILE")]
     knowledge: Option<PathBuf>,
@@ -149,7 +149,7 @@ struct MethodOptions {
     /// kd's weight on the KL to the model before the domain; 0 turns kd off [default: the preset's]
     #[arg(long, value_name = "LAMBDA")]
     kd_lambda: Option<f64>,
-    /// The fraction of every batch's rows replayed from --replay (or the general corpus's training split) [default: the preset's]
+    /// The fraction of every batch's rows replayed from --general-train (or the general corpus's training split) [default: the preset's]
     #[arg(long, value_name = "F")]
     replay_fraction: Option<f64>,
     /// Leave DAS's contrastive term out [default: the preset's choice]
@@ -441,39 +441,36 @@ where
         }
         None => (None, None),
     };
-    let replay = match (method.replay_rows(), &args.replay, general_train) {
-        (0, _, _) => Vec::new(),
-        (_, Some(path), _) => {
-            let d = Domain::from_path("replay", path)?.tokenize(tokenizer, seq, 1)?;
+    let general_corpus = match (
+        method.uses_general_corpus(),
+        &args.general_train,
+        general_train,
+    ) {
+        (false, _, _) => Vec::new(),
+        (true, Some(path), _) => {
+            let d = Domain::from_path("general", path)?.tokenize(tokenizer, seq, 1)?;
             cap(d.train, args.max_chunks)
         }
-        (_, None, Some(train)) => cap(train, args.max_chunks),
-        (rows, None, None) => {
+        (true, None, Some(train)) => cap(train, args.max_chunks),
+        (true, None, None) => {
             return Err(Error::InvalidConfig(format!(
-                "method {} replays {rows} row(s) of every batch: give --replay or --general",
+                "method {} replays or estimates its general importance on general text: \
+                 give --general-train or --general",
                 method.name
             )));
         }
     };
-    if !replay.is_empty() {
+    if !general_corpus.is_empty() {
         eprintln!(
-            "replay: {} of every {} rows from {} chunks",
+            "general training text: {} chunks ({} of every {} rows replayed)",
+            general_corpus.len(),
             method.replay_rows(),
             method.batch_size,
-            replay.len()
         );
     }
-    eprintln!(
-        "method {} on {} ({} tokens in the vocabulary), {} steps per domain of {} x {seq}",
-        method.name,
-        args.model.display(),
-        tokenizer.vocab_size(),
-        method.steps_per_domain,
-        method.batch_size
-    );
     let mut trainer = ContinualTrainer::new(method, collate, &args.out)?
         .with_observer(Box::new(Progress::new(10)))
-        .with_replay(replay);
+        .with_general_corpus(general_corpus);
     let outcome =
         trainer.run_with_plugins(model, &domains, general.as_deref(), args.resume, plugins)?;
     println!("{}", outcome.results.to_table());

@@ -387,7 +387,7 @@ fn replay_draws_its_share_of_every_batch_from_one_stream_across_domains() {
     let out = temp_dir("replay");
     ContinualTrainer::new(c.clone(), recording, &out)
         .unwrap()
-        .with_replay(replay())
+        .with_general_corpus(replay())
         .run(tiny(&device), &doms, Some(&general()), false)
         .unwrap();
     let general_rows = general();
@@ -427,17 +427,21 @@ fn replay_draws_its_share_of_every_batch_from_one_stream_across_domains() {
         .run(tiny(&device), &doms, Some(&general()), false)
         .map(|_| ())
         .unwrap_err();
-    assert!(e.to_string().contains("give a replay corpus"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("give one (ContinualTrainer::with_general_corpus)"),
+        "{e}"
+    );
     assert!(!out.join("checkpoints").exists());
     ContinualTrainer::new(c.clone(), collate(), &out)
         .unwrap()
-        .with_replay(replay())
+        .with_general_corpus(replay())
         .run(tiny(&device), &doms, Some(&general()), false)
         .unwrap();
     let other: Vec<Vec<u32>> = replay().into_iter().rev().skip(1).collect();
     let e = ContinualTrainer::new(c, collate(), &out)
         .unwrap()
-        .with_replay(other)
+        .with_general_corpus(other)
         .run(tiny(&device), &doms, Some(&general()), true)
         .map(|_| ())
         .unwrap_err();
@@ -498,4 +502,40 @@ fn importance_stability_is_one_for_identical_halves_and_recorded_per_run() {
         );
     }
     std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// The positive control's general importance is the objective's on the
+/// general corpus: not DAS's (dropout KL on the first domain), the same
+/// for its controls (which differ in how it is applied), and another for
+/// another corpus.
+#[test]
+fn das_oracle_estimates_the_general_importance_on_the_general_corpus() {
+    let device = devices().remove(0).1;
+    // Without dropout the oracle's estimate draws nothing from the device's
+    // generator, which tests running beside this one share.
+    let general_of = |name: &str, corpus: Vec<Vec<u32>>| {
+        let out = temp_dir(&format!("oracle-{name}"));
+        let p = if name == "das" { 0.1 } else { 0.0 };
+        ContinualTrainer::new(quick(name), collate(), &out)
+            .unwrap()
+            .with_general_corpus(corpus)
+            .run(
+                tiny(&device).with_dropout(p).unwrap(),
+                &domains(),
+                Some(&general()),
+                false,
+            )
+            .unwrap();
+        let imp = Importance::load(out.join("importance/general.safetensors")).unwrap();
+        std::fs::remove_dir_all(&out).unwrap();
+        imp
+    };
+    let oracle = general_of("das-oracle", replay());
+    assert_eq!(general_of("das-oracle-permuted", replay()), oracle);
+    assert_ne!(general_of("das", replay()), oracle);
+    let other: Vec<Vec<u32>> = domains()[1].train.clone();
+    assert_ne!(general_of("das-oracle", other), oracle);
+    let c = MethodConfig::preset("das-oracle-uniform").unwrap();
+    assert!(c.uses_general_corpus() && c.control == Control::Uniform);
+    assert_eq!(c.general_proxy, GeneralProxy::CorpusLoss);
 }

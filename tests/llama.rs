@@ -324,7 +324,7 @@ fn every_method_runs_on_the_decoder() {
         let model = SoftMaskLlama::from_pretrained(folder("tiny-llama"), &device).unwrap();
         let outcome = ContinualTrainer::new(c.clone(), collate.clone(), &out)
             .unwrap()
-            .with_replay(replay.clone())
+            .with_general_corpus(replay.clone())
             .run(model, &doms, Some(&general), false)
             .unwrap();
         let m = &outcome.results;
@@ -339,7 +339,7 @@ fn every_method_runs_on_the_decoder() {
         }
         let again = ContinualTrainer::new(c, collate.clone(), &out)
             .unwrap()
-            .with_replay(replay.clone())
+            .with_general_corpus(replay.clone())
             .run(
                 SoftMaskLlama::from_pretrained(folder("tiny-llama"), &device).unwrap(),
                 &doms,

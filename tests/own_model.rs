@@ -165,7 +165,7 @@ fn a_users_causal_model_runs_through_every_method_and_resumes() {
         let before = model.clone();
         let outcome = ContinualTrainer::new(c.clone(), CausalCollate, &out)
             .unwrap()
-            .with_replay(replay.clone())
+            .with_general_corpus(replay.clone())
             .run(model, &doms, None, false)
             .unwrap();
         let m = &outcome.results;
@@ -177,7 +177,7 @@ fn a_users_causal_model_runs_through_every_method_and_resumes() {
         // Resuming the finished run gives the same results.
         let again = ContinualTrainer::new(c, CausalCollate, &out)
             .unwrap()
-            .with_replay(replay.clone())
+            .with_general_corpus(replay.clone())
             .run(TinyCausal::new(&device), &doms, None, true)
             .unwrap();
         assert_eq!(again.results, outcome.results, "{name}");

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use burn::tensor::Device;
 
-use super::method::{Control, MethodConfig};
+use super::method::{Control, GeneralProxy, MethodConfig};
 use super::objective::{Collate, ContinualModel};
 use super::plugin::pass_batch;
 use crate::data::sampling::mix;
@@ -95,8 +95,9 @@ pub(crate) fn check_gates(config: &MethodConfig, layout: &GateLayout) -> Result<
 }
 
 /// Normalised importance over `importance_batches` batches of `chunks`:
-/// KL between two dropout passes (the general importance, `domain` `None`)
-/// or the objective as proxy (after training domain `domain`), with its
+/// for the general importance (`domain` `None`) KL between two dropout
+/// passes, or the objective as proxy with [`GeneralProxy::CorpusLoss`];
+/// the objective as proxy after training domain `domain`; with its
 /// split-half stability (none for one batch). `progress` hears of every
 /// batch.
 pub(crate) fn estimate<M, B>(
@@ -126,7 +127,7 @@ where
             b,
             device,
         )?;
-        if domain.is_none() {
+        if domain.is_none() && c.general_proxy == GeneralProxy::DropoutKl {
             est.step(model, &batch, &KlToDropoutCopy)?;
         } else {
             let proxy = |m: &M, g: &Gates, b: &B| m.loss(b, Some(g));

@@ -38,9 +38,10 @@ pub struct RunIdentity {
     pub domains: Vec<(String, u64)>,
     /// A fingerprint of the general held-out chunks, if any.
     pub general: Option<u64>,
-    /// A fingerprint of the replay corpus, when the method replays.
+    /// A fingerprint of the general training corpus, when the method uses
+    /// one (replay, `das-oracle`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replay: Option<u64>,
+    pub general_train: Option<u64>,
     /// The model's gates.
     pub layout: GateLayout,
     /// The shape of every parameter of the model, in visiting order.

@@ -24,6 +24,21 @@ pub enum Control {
     Uniform,
 }
 
+/// What the general importance (before the first domain) is estimated with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GeneralProxy {
+    /// DAS's proxy: KL between two dropout passes, on the first domain's
+    /// data (the general knowledge is never seen).
+    #[default]
+    DropoutKl,
+    /// The positive control (`das-oracle`): the training objective as proxy
+    /// on the general corpus itself
+    /// ([`ContinualTrainer::with_general_corpus`](super::ContinualTrainer::with_general_corpus)),
+    /// the knowledge being scored.
+    CorpusLoss,
+}
+
 /// The optimizer, with its hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -164,7 +179,7 @@ pub struct MethodConfig {
     pub checkpoint_every: usize,
     /// Replay: this fraction of every training batch's rows (rounded, at
     /// least one when above 0) is drawn from a replay corpus
-    /// ([`ContinualTrainer::with_replay`](super::ContinualTrainer::with_replay)),
+    /// ([`ContinualTrainer::with_general_corpus`](super::ContinualTrainer::with_general_corpus)),
     /// the rest from the domain; 0 for none. Below 1.
     #[serde(default)]
     pub replay_fraction: f64,
@@ -174,10 +189,13 @@ pub struct MethodConfig {
     /// averaged over the scored positions) is added to the loss; 0 for none.
     #[serde(default)]
     pub kd_lambda: f64,
+    /// How the general importance is estimated (when `general_importance`).
+    #[serde(default)]
+    pub general_proxy: GeneralProxy,
 }
 
 /// The preset names [`MethodConfig::preset`] knows.
-pub const PRESETS: [&str; 8] = [
+pub const PRESETS: [&str; 11] = [
     "ncl",
     "dga",
     "das",
@@ -186,6 +204,9 @@ pub const PRESETS: [&str; 8] = [
     "das-uniform",
     "replay",
     "kd",
+    "das-oracle",
+    "das-oracle-permuted",
+    "das-oracle-uniform",
 ];
 
 impl MethodConfig {
@@ -201,6 +222,8 @@ impl MethodConfig {
     /// | `das-uniform` | `das` with each layer damped by its mean mask |
     /// | `replay` | `ncl` with a quarter of every batch's rows replayed from a general corpus |
     /// | `kd` | `ncl` plus distillation to the model before the domain (lambda 1) |
+    /// | `das-oracle` | `das` with the general importance from the objective on the general corpus (the positive control) |
+    /// | `das-oracle-permuted`, `das-oracle-uniform` | its two controls |
     ///
     /// All share AdamW (weight decay 0.01), lr 5e-5 with 10% warm-up, 200
     /// steps per domain of 8 × 128 tokens, 16 importance batches, the
@@ -238,6 +261,7 @@ impl MethodConfig {
             checkpoint_every: 0,
             replay_fraction: 0.0,
             kd_lambda: 0.0,
+            general_proxy: GeneralProxy::DropoutKl,
         };
         let das = MethodConfig {
             general_importance: true,
@@ -272,6 +296,15 @@ impl MethodConfig {
             "kd" => MethodConfig {
                 kd_lambda: 1.0,
                 ..base
+            },
+            "das-oracle" | "das-oracle-permuted" | "das-oracle-uniform" => MethodConfig {
+                general_proxy: GeneralProxy::CorpusLoss,
+                control: match name {
+                    "das-oracle-permuted" => Control::Permuted,
+                    "das-oracle-uniform" => Control::Uniform,
+                    _ => Control::None,
+                },
+                ..das
             },
             other => {
                 return Err(Error::InvalidConfig(format!(
@@ -347,6 +380,13 @@ impl MethodConfig {
             true => ((self.replay_fraction * self.batch_size as f64).round() as usize).max(1),
             false => 0,
         }
+    }
+
+    /// Whether the run needs a general training corpus: it replays, or
+    /// estimates its general importance on it.
+    pub fn uses_general_corpus(&self) -> bool {
+        self.replay_rows() > 0
+            || (self.general_importance && self.general_proxy == GeneralProxy::CorpusLoss)
     }
 
     /// Whether any importance is ever applied.

@@ -47,7 +47,7 @@ pub use domain::{Domain, TokenizedDomain};
 pub use ewc::{Ewc, EwcPlugin, FisherAccumulator};
 pub use kd::KdPlugin;
 pub use knowledge::{KnowledgeProbes, KnowledgeRow};
-pub use method::{Control, MethodConfig, OptimizerKind, PRESETS};
+pub use method::{Control, GeneralProxy, MethodConfig, OptimizerKind, PRESETS};
 pub use objective::{Collate, ContinualModel, MlmChunkCollate};
 pub use observe::{JsonlLog, Observer, Progress, StepEvent};
 pub use plugin::{DomainEnd, DomainStart, Plugin};

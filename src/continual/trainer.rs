@@ -15,7 +15,7 @@ use super::domain::TokenizedDomain;
 use super::eval::{self, columns, evaluate};
 use super::ewc::EwcPlugin;
 use super::kd::KdPlugin;
-use super::method::MethodConfig;
+use super::method::{GeneralProxy, MethodConfig};
 use super::objective::{Collate, ContinualModel};
 use super::observe::{JsonlLog, Observer, StepEvent};
 use super::plot;
@@ -64,7 +64,7 @@ pub struct ContinualTrainer<C> {
     collate: C,
     out: PathBuf,
     observers: Vec<Box<dyn Observer>>,
-    replay: Vec<Vec<u32>>,
+    general_train: Vec<Vec<u32>>,
 }
 
 impl<C> ContinualTrainer<C> {
@@ -80,7 +80,7 @@ impl<C> ContinualTrainer<C> {
             collate,
             out: out.into(),
             observers: Vec::new(),
-            replay: Vec::new(),
+            general_train: Vec::new(),
         })
     }
 
@@ -90,14 +90,16 @@ impl<C> ContinualTrainer<C> {
         self
     }
 
-    /// The replay corpus: token chunks (of `seq_len`) that
-    /// [`MethodConfig::replay_fraction`] of every training batch's rows are
-    /// drawn from, in a seeded order that runs on across domains. Keep it
-    /// disjoint from the text the run evaluates on (the general corpus's
-    /// training split, say, when its held-out split is the general
-    /// evaluation). Used only when the fraction is above 0.
-    pub fn with_replay(mut self, chunks: Vec<Vec<u32>>) -> Self {
-        self.replay = chunks;
+    /// Training text of a general corpus, as token chunks (of `seq_len`):
+    /// what [`MethodConfig::replay_fraction`] of every training batch's rows
+    /// are drawn from (in a seeded order that runs on across domains), and
+    /// what `das-oracle`'s general importance is estimated on
+    /// ([`GeneralProxy::CorpusLoss`]).
+    /// Keep it disjoint from the text the run evaluates on (the general
+    /// corpus's training split, say, when its held-out split is the general
+    /// evaluation). Used only by methods that ask for it.
+    pub fn with_general_corpus(mut self, chunks: Vec<Vec<u32>>) -> Self {
+        self.general_train = chunks;
         self
     }
 
@@ -279,7 +281,10 @@ impl<C> ContinualTrainer<C> {
                 })
                 .collect(),
             general: general.map(checkpoint::fingerprint),
-            replay: (self.config.replay_rows() > 0).then(|| checkpoint::fingerprint(&self.replay)),
+            general_train: self
+                .config
+                .uses_general_corpus()
+                .then(|| checkpoint::fingerprint(&self.general_train)),
             layout: model.gate_layout(),
             shapes: params::shapes(&model),
         };
@@ -350,7 +355,19 @@ impl<C> ContinualTrainer<C> {
                 && self.config.general_importance
                 && state.importances.is_empty()
             {
-                let name = self.importance(&mut log, &model, domain, &device, None)?;
+                let name = match self.config.general_proxy {
+                    GeneralProxy::DropoutKl => {
+                        self.importance(&mut log, &model, domain, &device, None)?
+                    }
+                    GeneralProxy::CorpusLoss => {
+                        let corpus = TokenizedDomain {
+                            name: "general".into(),
+                            train: self.general_train.clone(),
+                            held_out: Vec::new(),
+                        };
+                        self.importance(&mut log, &model, &corpus, &device, None)?
+                    }
+                };
                 state.importances.push(name);
             }
             let so_far = accumulated(&importance_dir, &state.importances)?;
@@ -392,7 +409,7 @@ impl<C> ContinualTrainer<C> {
                     // One stream over the replay corpus, on across domains.
                     let at = t * self.config.steps_per_domain + step;
                     rows.extend(batch_rows(
-                        &self.replay,
+                        &self.general_train,
                         replayed,
                         at,
                         mix(self.config.seed, &[REPLAY]),
@@ -548,14 +565,13 @@ impl<C> ContinualTrainer<C> {
                 "the general held-out corpus is empty or holds an empty chunk".into(),
             ));
         }
-        if self.config.replay_rows() > 0
-            && (self.replay.is_empty() || self.replay.iter().any(Vec::is_empty))
+        if self.config.uses_general_corpus()
+            && (self.general_train.is_empty() || self.general_train.iter().any(Vec::is_empty))
         {
             return Err(Error::InvalidConfig(format!(
-                "method {:?} replays {} row(s) of every batch: give a replay corpus \
-                 (ContinualTrainer::with_replay) without empty chunks",
+                "method {:?} replays or estimates its general importance on a general \
+                 corpus: give one (ContinualTrainer::with_general_corpus) without empty chunks",
                 self.config.name,
-                self.config.replay_rows()
             )));
         }
         Ok(())

@@ -377,6 +377,6 @@ pub fn quick(name: &str) -> MethodConfig {
 pub fn run(config: MethodConfig, out: &Path, resume: bool) -> Result<Outcome<SoftMaskBert>> {
     let device = devices().remove(0).1;
     ContinualTrainer::new(config, collate(), out)?
-        .with_replay(replay())
+        .with_general_corpus(replay())
         .run(tiny(&device), &domains(), Some(&general()), resume)
 }
