@@ -17,12 +17,15 @@
 //!    and [`gguf`] (llama.cpp's model files, dequantized on demand).
 //! 1. [`data`]: text to ids ([`Tokenizer`], [`WordTokenizer`]), fixed-length
 //!    chunks ([`GroupedDataset`]), seeded batches ([`LabelledBatch`]), MLM
-//!    masking ([`MlmMasker`]) and the seeded batch order
-//!    ([`data::sampling`]).
+//!    masking ([`MlmMasker`]), the seeded batch order
+//!    ([`data::sampling`]) and knowledge probes ([`data::probes`]).
 //! 2. [`model`]: networks with per-unit gates ([`SoftMaskNet`],
-//!    [`SoftMaskBert`]), each block building itself from named weights.
+//!    [`SoftMaskBert`] for BERT and RoBERTa, [`model::llama::SoftMaskLlama`]
+//!    for Llama-family decoders), each block building itself from named
+//!    weights.
 //! 3. [`importance`]: gate gradients of a proxy loss into [`Importance`]
-//!    ([`ImportanceEstimator`]).
+//!    ([`ImportanceEstimator`]), and how stable it is
+//!    ([`importance::stability`]).
 //! 4. [`mask`]: scale gradients ([`GradientSoftMasker`]) or updates
 //!    ([`UpdateSoftMasker`]) by `1 - I`, around any burn optimizer
 //!    ([`SoftMaskedOptimizer`]), whose saved states are checked before they load.
@@ -31,13 +34,15 @@
 //!
 //! Where new things go:
 //!
-//! - **a model**: a folder under `model/` (as `model/bert/`), implementing
+//! - **a model**: a folder under `model/` (as `model/bert/` and
+//!   `model/llama/`), implementing
 //!   [`SoftMaskable`] and [`Represent`], and for the loop
 //!   [`continual::ContinualModel`] with a [`continual::Collate`] for its
 //!   batches; its blocks load with `model::weights` as BERT's do;
 //! - **a method** of the continual loop: a preset in `continual/method.rs`
 //!   and, if it changes training, a [`continual::Plugin`] in its own file of
-//!   `continual/` (as `contrastive.rs` and `ewc.rs`);
+//!   `continual/` (as `contrastive.rs`, `ewc.rs` and `kd.rs`); an evaluation
+//!   that needs the model is a plugin that only reads it (as `knowledge.rs`);
 //! - **an observer** (logs, dashboards): a [`continual::Observer`]; observers
 //!   only read.
 //!
