@@ -76,7 +76,7 @@ struct Args {
     /// General training text, for methods that use it (replay draws from it; das-oracle estimates its general importance on it): a text file or folder whose training split is used; default: the --general corpus's training split (its held-out split stays the general evaluation)
     #[arg(long, value_name = "PATH")]
     general_train: Option<PathBuf>,
-    /// A knowledge-probe set (JSONL of {"id", "prompt", "choices", "answer"}, such as data/probes/general_knowledge.jsonl): each choice scored by its log-likelihood after the prompt, for the base model and after every domain, into knowledge.json, .csv and .md (decoders only)
+    /// A knowledge-probe set (JSONL of {"id", "prompt", "choices", "answer"}, such as data/probes/general_knowledge.jsonl): each choice scored by its log-likelihood after the prompt, for the base model and after every domain, into knowledge.json, .csv, .md and .svg (decoders only)
     #[arg(long, value_name = "FILE")]
     knowledge: Option<PathBuf>,
     /// Also write the model after the last domain to DIR as a Hugging Face folder (config.json, model.safetensors, tokenizer.json) that transformers loads

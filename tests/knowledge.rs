@@ -188,6 +188,11 @@ fn probes_are_scored_after_every_domain_and_a_resumed_run_reports_the_same() {
         rows[2]["forgotten"].as_f64().unwrap() as f32,
         lost as f32 / known.len().max(1) as f32
     );
+    let svg = std::fs::read_to_string(out.join("knowledge.svg")).unwrap();
+    for label in [">accuracy<", ">test<", ">base<", ">prose<"] {
+        assert!(svg.contains(label), "{label}");
+    }
+    assert_eq!(svg.matches("<rect x=").count(), 3 * 2);
     let md = std::fs::read_to_string(out.join("knowledge.md")).unwrap();
     assert!(
         md.starts_with("| after | accuracy | mean margin | forgotten | test |"),

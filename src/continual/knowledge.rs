@@ -2,14 +2,15 @@
 //! [`ProbeSet`] scored for the base model and
 //! after every domain, each choice by its log-likelihood after the prompt;
 //! accuracy, the mean margin of the answer, and which of the items the base
-//! model knew are lost, in `knowledge.json`, `knowledge.csv` and
-//! `knowledge.md` of the run folder.
+//! model knew are lost, in `knowledge.json`, `knowledge.csv`,
+//! `knowledge.md` and `knowledge.svg` of the run folder.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::causal::ContinuationScorer;
+use super::plot::stage_table_svg;
 use super::plugin::{DomainEnd, DomainStart, Plugin};
 use crate::data::probes::{ProbeSet, TokenizedProbe};
 use crate::error::{Error, Result};
@@ -177,11 +178,31 @@ impl KnowledgeProbes {
         Ok(&self.rows[row])
     }
 
-    /// The rows as a Markdown table, with per-category accuracy.
-    pub fn to_table(&self) -> String {
-        let mut cats: Vec<&String> = self.categories.iter().collect();
+    /// The categories, sorted, each once.
+    fn category_names(&self) -> Vec<String> {
+        let mut cats = self.categories.clone();
         cats.sort();
         cats.dedup();
+        cats
+    }
+
+    /// `row`'s accuracy within each of [`category_names`](Self::category_names).
+    fn category_accuracy(&self, row: &KnowledgeRow) -> Vec<f32> {
+        self.category_names()
+            .iter()
+            .map(|c| {
+                let of: Vec<bool> = (0..row.correct.len())
+                    .filter(|&i| &self.categories[i] == c)
+                    .map(|i| row.correct[i])
+                    .collect();
+                of.iter().filter(|&&x| x).count() as f32 / of.len().max(1) as f32
+            })
+            .collect()
+    }
+
+    /// The rows as a Markdown table, with per-category accuracy.
+    pub fn to_table(&self) -> String {
+        let cats = self.category_names();
         let mut out = String::from("| after | accuracy | mean margin | forgotten |");
         for c in &cats {
             out.push_str(&format!(" {c} |"));
@@ -193,17 +214,36 @@ impl KnowledgeProbes {
                 "\n| {} | {:.3} | {:.3} | {:.3} |",
                 row.after, row.accuracy, row.mean_margin, row.forgotten
             ));
-            for c in &cats {
-                let of: Vec<bool> = (0..row.correct.len())
-                    .filter(|&i| &self.categories[i] == *c)
-                    .map(|i| row.correct[i])
-                    .collect();
-                let right = of.iter().filter(|&&x| x).count();
-                out.push_str(&format!(" {:.3} |", right as f32 / of.len().max(1) as f32));
+            for a in self.category_accuracy(row) {
+                out.push_str(&format!(" {a:.3} |"));
             }
         }
         out.push('\n');
         out
+    }
+
+    /// The rows as an SVG table: accuracy overall and per category after
+    /// every stage, red where it fell below the base model's.
+    pub fn to_svg(&self) -> String {
+        let columns: Vec<String> = std::iter::once("accuracy".to_string())
+            .chain(self.category_names())
+            .collect();
+        let rows: Vec<(String, Vec<f32>)> = self
+            .rows
+            .iter()
+            .map(|r| {
+                let values = std::iter::once(r.accuracy)
+                    .chain(self.category_accuracy(r))
+                    .collect();
+                (r.after.clone(), values)
+            })
+            .collect();
+        stage_table_svg(
+            "knowledge probes: accuracy (red: below the base model's)",
+            &columns,
+            &rows,
+            -0.5,
+        )
     }
 
     /// The rows as CSV: `after,accuracy,mean_margin,forgotten`.
@@ -234,6 +274,7 @@ impl KnowledgeProbes {
         })?;
         write_atomic(&self.out.join(STATE), &self.json()?)?;
         write_atomic(&self.out.join("knowledge.csv"), self.to_csv().as_bytes())?;
+        write_atomic(&self.out.join("knowledge.svg"), self.to_svg().as_bytes())?;
         write_atomic(&self.out.join("knowledge.md"), self.to_table().as_bytes())
     }
 

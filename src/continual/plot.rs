@@ -78,19 +78,38 @@ pub fn write_importance(importance: &Importance, path: &Path) -> Result<()> {
 /// set (column), each cell shaded by its change from the base model (red
 /// worse, blue better) and labelled with the loss.
 pub fn matrix_svg(m: &ResultMatrix) -> String {
-    let (cw, ch, left, top) = (110.0, 28.0, 130.0, 50.0);
-    let rows: Vec<(String, &Vec<f32>)> = std::iter::once(("base".to_string(), &m.base))
+    let rows: Vec<(String, Vec<f32>)> = std::iter::once(("base".to_string(), m.base.clone()))
         .chain(
             m.domains
                 .iter()
                 .zip(&m.after)
-                .map(|(d, r)| (format!("after {d}"), r)),
+                .map(|(d, r)| (format!("after {d}"), r.clone())),
         )
         .collect();
-    let width = left + cw * m.columns.len() as f64 + 10.0;
+    let title = format!(
+        "{}: held-out loss (red: worse than base, blue: better)",
+        m.method
+    );
+    stage_table_svg(&title, &m.columns, &rows, 2.0)
+}
+
+/// A table of values per stage (row; the first is the base) and column,
+/// each cell labelled with its value and shaded by its change from the
+/// base row, in full at a change of `scale`: red for an increase, blue for a
+/// decrease, or the other way round for a negative `scale` (accuracies,
+/// where a decrease is the loss).
+pub(crate) fn stage_table_svg(
+    title: &str,
+    columns: &[String],
+    rows: &[(String, Vec<f32>)],
+    scale: f32,
+) -> String {
+    let (cw, ch, left, top) = (110.0, 28.0, 130.0, 50.0);
+    let base: &[f32] = rows.first().map_or(&[], |(_, v)| v.as_slice());
+    let width = left + cw * columns.len() as f64 + 10.0;
     let height = top + ch * rows.len() as f64 + 10.0;
     let mut body = String::new();
-    for (c, name) in m.columns.iter().enumerate() {
+    for (c, name) in columns.iter().enumerate() {
         let _ = writeln!(
             body,
             r#"<text x="{:.1}" y="{:.1}" font-size="12" font-family="sans-serif" text-anchor="middle">{}</text>"#,
@@ -108,8 +127,8 @@ pub fn matrix_svg(m: &ResultMatrix) -> String {
             escape(name)
         );
         for (c, &v) in values.iter().enumerate() {
-            let delta = v - m.base.get(c).copied().unwrap_or(v);
-            let k = (delta.abs() / 2.0).min(1.0);
+            let delta = (v - base.get(c).copied().unwrap_or(v)) / scale;
+            let k = delta.abs().min(1.0);
             let shade = (255.0 * (1.0 - 0.7 * k)) as u8;
             let fill = if delta > 0.0 {
                 format!("#ff{shade:02x}{shade:02x}")
@@ -127,10 +146,10 @@ pub fn matrix_svg(m: &ResultMatrix) -> String {
     }
     format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}"><rect width="100%" height="100%" fill="white"/>
-<text x="4" y="16" font-size="13" font-family="sans-serif">{}: held-out loss (red: worse than base, blue: better)</text>
+<text x="4" y="16" font-size="13" font-family="sans-serif">{}</text>
 {body}</svg>
 "#,
-        escape(&m.method)
+        escape(title)
     )
 }
 
@@ -169,6 +188,20 @@ mod tests {
             "a gain of 2 is the darkest blue"
         );
         assert_eq!(svg.matches("<rect x=").count(), 6);
+    }
+
+    #[test]
+    fn a_negative_scale_shades_a_fall_red() {
+        let rows = vec![
+            ("base".to_string(), vec![0.8]),
+            ("after a".to_string(), vec![0.3]),
+            ("after b".to_string(), vec![0.9]),
+        ];
+        let svg = stage_table_svg("t", &["accuracy".to_string()], &rows, -0.5);
+        // Fell by the full scale: the darkest red; rose by a fifth: light blue.
+        assert!(svg.contains(r##"fill="#ff4c4c""##), "{svg}");
+        assert!(svg.contains(r##"fill="#dbdbff""##), "{svg}");
+        assert!(svg.contains(r##"fill="#ffffff" stroke="white"/><text x="185.0" y="68.2""##));
     }
 
     #[test]
