@@ -366,11 +366,24 @@ fn run(args: &Args, method: MethodConfig) -> Result<()> {
                 log: args.out.join("probes.jsonl"),
             };
             let mut plugins: Vec<Box<dyn Plugin<SoftMaskLlama, CausalBatch>>> = Vec::new();
+            // The base model's probes write into the run folder before the
+            // loop checks it: refuse a folder holding another run first.
+            let probing = args.knowledge.is_some() || !args.probes.is_empty();
+            if probing
+                && !args.resume
+                && (args.out.join("checkpoints").exists() || args.out.join("results.json").exists())
+            {
+                return Err(Error::InvalidConfig(format!(
+                    "the output folder {} already holds a run: resume it, or choose another folder",
+                    args.out.display()
+                )));
+            }
             if let Some(path) = &args.knowledge {
                 let set = ProbeSet::from_jsonl(path)?;
-                let mut probes =
-                    KnowledgeProbes::new(&set, set.tokenize(&tokenizer)?, &args.out)?.resume()?;
-                if probes.rows().is_empty() {
+                let mut probes = KnowledgeProbes::new(&set, set.tokenize(&tokenizer)?, &args.out)?;
+                if args.resume {
+                    probes = probes.resume()?;
+                } else {
                     let base = probes.evaluate(&model, "base")?;
                     eprintln!(
                         "knowledge probes ({} items): base accuracy {:.3}, mean margin {:.3}",

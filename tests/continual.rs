@@ -469,9 +469,9 @@ fn importance_stability_is_one_for_identical_halves_and_recorded_per_run() {
     )
     .unwrap();
     est.step(&model, &b, &MlmLoss).unwrap();
-    assert!(est.split_half().is_none());
+    assert!(est.split_half(Normalization::Reference).unwrap().is_none());
     est.step(&model, &b, &MlmLoss).unwrap();
-    for gate in est.split_half().unwrap() {
+    for gate in est.split_half(Normalization::Reference).unwrap().unwrap() {
         assert_eq!(gate.rows.len(), 2, "{}", gate.name);
         for r in &gate.rows {
             let r = r.unwrap();

@@ -89,6 +89,22 @@ fn a_choice_is_what_the_prompt_and_it_encode_to_past_the_prompt() {
     assert_eq!(probes[0].answer, 0);
 }
 
+#[test]
+fn a_tokenizer_that_appends_a_token_cannot_score_continuations() {
+    // The tiny RoBERTa's tokenizer ends every encoding with </s>.
+    let tok = HfTokenizer::from_file(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/roberta/tiny/tokenizer.json"),
+        64,
+    )
+    .unwrap();
+    let set = ProbeSet::new(vec![item("a", "Soft-masking keeps", &[" the", " a"], 0)]).unwrap();
+    let e = set.tokenize(&tok).unwrap_err();
+    assert!(
+        matches!(&e, Error::InvalidConfig(m) if m.contains("\"a\"") && m.contains("do not begin")),
+        "{e}"
+    );
+}
+
 #[derive(serde::Deserialize)]
 struct Continuation {
     context: Vec<u32>,
@@ -161,6 +177,20 @@ fn probes_are_scored_after_every_domain_and_a_resumed_run_reports_the_same() {
     config.lr = 1e-2;
     config.checkpoint_every = 2;
     let out = temp_dir("knowledge");
+    // Without the base model's row the run is refused at its first domain.
+    let e = ContinualTrainer::new(config.clone(), collate.clone(), &out)
+        .unwrap()
+        .run_with_plugins(
+            model(),
+            &doms,
+            None,
+            false,
+            vec![Box::new(tiny_probes(&out))],
+        )
+        .map(|_| ())
+        .unwrap_err();
+    assert!(e.to_string().contains("evaluate the base model"), "{e}");
+    std::fs::remove_dir_all(&out).unwrap();
     let mut probes = tiny_probes(&out);
     let base = probes.evaluate(&model(), "base").unwrap().clone();
     let outcome = ContinualTrainer::new(config.clone(), collate.clone(), &out)

@@ -617,3 +617,61 @@ fn kd_starts_from_its_own_model_and_resumes_with_the_same_teacher() {
         std::fs::remove_dir_all(d).unwrap();
     }
 }
+
+/// The chunked head's gradients, compared directly: one plain SGD step of
+/// rate 1 moves every weight by exactly its gradient, whole head or chunks.
+#[test]
+fn the_chunked_head_gives_the_whole_heads_gradients() {
+    use softmask::continual::ContinualModel;
+    let device = devices().remove(0).1;
+    for name in ["tiny-llama", "tiny-qwen2"] {
+        let text = std::fs::read_to_string(folder(name).join("derived.json")).unwrap();
+        let fx: Derived = serde_json::from_str(&text).unwrap();
+        let stepped = |chunk: Option<usize>| {
+            let mut model = SoftMaskLlama::from_pretrained(folder(name), &device).unwrap();
+            if let Some(c) = chunk {
+                model = model.with_head_chunk(c).unwrap();
+            }
+            let batch = causal(&fx.batches[0], 64, &device);
+            let loss = model.loss(&batch, None).unwrap();
+            let none = Importance::zeros(&model.gate_layout()).unwrap();
+            update_masked_sgd_step(&mut model, loss, &none);
+            model.named_tensors().unwrap()
+        };
+        let (whole, chunked) = (stepped(None), stepped(Some(7)));
+        let before = SoftMaskLlama::from_pretrained(folder(name), &device)
+            .unwrap()
+            .named_tensors()
+            .unwrap();
+        for (key, w) in &whole {
+            let grad_whole: Vec<f32> = before[key]
+                .values
+                .iter()
+                .zip(&w.values)
+                .map(|(b, a)| b - a)
+                .collect();
+            let grad_chunked: Vec<f32> = before[key]
+                .values
+                .iter()
+                .zip(&chunked[key].values)
+                .map(|(b, a)| b - a)
+                .collect();
+            let scale = grad_whole
+                .iter()
+                .fold(0f32, |m, v| m.max(v.abs()))
+                .max(1e-6);
+            let d = max_abs_diff(&grad_whole, &grad_chunked) / scale;
+            assert!(d < 1e-4, "{name}: {key} gradient off by {d} of its largest");
+        }
+    }
+}
+
+/// One plain SGD step of rate 1 on `loss`, masked with `importance`.
+fn update_masked_sgd_step(model: &mut SoftMaskLlama, loss: Tensor<1>, importance: &Importance) {
+    let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &*model);
+    let sgd = softmask::continual::OptimizerKind::Sgd { momentum: 0.0 }
+        .init()
+        .unwrap();
+    let mut optim = SoftMaskedOptimizer::new(sgd, importance, &*model, MaskMode::Update).unwrap();
+    optim.step(1.0, model, grads).unwrap();
+}

@@ -135,5 +135,8 @@ where
         }
         progress(b + 1, c.importance_batches);
     }
-    Ok((est.finish(c.normalization)?, est.split_half()))
+    Ok((
+        est.finish(c.normalization)?,
+        est.split_half(c.normalization)?,
+    ))
 }

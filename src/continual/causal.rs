@@ -100,8 +100,12 @@ impl ContinualModel<CausalBatch> for SoftMaskLlama {
         self.save_pretrained(dir)
     }
 
-    /// The folder [`save_weights`](Self::save_weights) wrote, on this model's device.
+    /// The folder [`save_weights`](Self::save_weights) wrote, on this
+    /// model's device, with this model's proxy dropout and head chunking.
     fn load_weights(&self, dir: &Path) -> Result<Self> {
-        SoftMaskLlama::from_pretrained(dir, &model_device(self)?)
+        let mut loaded = SoftMaskLlama::from_pretrained(dir, &model_device(self)?)?;
+        loaded.proxy_dropout = self.proxy_dropout.clone();
+        loaded.head_chunk = self.head_chunk;
+        Ok(loaded)
     }
 }

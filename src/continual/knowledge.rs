@@ -140,6 +140,13 @@ impl KnowledgeProbes {
             .flat_map(|p| p.choices.iter().map(|c| (p.context.clone(), c.clone())))
             .collect();
         let scores = model.continuation_logprobs(&pairs)?;
+        if scores.len() != pairs.len() {
+            return Err(Error::ShapeMismatch {
+                what: "continuation scores".into(),
+                expected: pairs.len().to_string(),
+                actual: scores.len().to_string(),
+            });
+        }
         let mut at = 0;
         let (mut correct, mut margins) = (Vec::new(), Vec::new());
         for p in &self.probes {
@@ -293,7 +300,21 @@ impl<M: ContinuationScorer, B> Plugin<M, B> for KnowledgeProbes {
 
     /// Drops the rows of stages past the base and the finished domains: a
     /// resumed run evaluates those again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] when the rows of the base model and the
+    /// finished domains are not all there (the base was not evaluated
+    /// before the run, or probes were added to a run resumed midway).
     fn before_domain(&mut self, start: &DomainStart<'_>) -> Result<()> {
+        if self.rows.len() < start.index + 1 {
+            return Err(Error::InvalidConfig(format!(
+                "the knowledge probes have {} row(s) at domain {}: evaluate the base model \
+                 before the run, and resume only runs probed from their start",
+                self.rows.len(),
+                start.index
+            )));
+        }
         self.rows.truncate(start.index + 1);
         Ok(())
     }

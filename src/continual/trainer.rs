@@ -412,7 +412,7 @@ impl<C> ContinualTrainer<C> {
                         &self.general_train,
                         replayed,
                         at,
-                        mix(self.config.seed, &[REPLAY]),
+                        mix(self.config.seed, &[REPLAY, 0]),
                     ));
                 }
                 device.seed(seed);

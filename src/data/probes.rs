@@ -112,13 +112,15 @@ impl ProbeSet {
 
     /// Every item as ids: the context is the prompt's encoding; a choice's
     /// continuation is what the encoding of prompt + choice adds after the
-    /// context's ids when they begin it (a tokenizer may merge across the
-    /// boundary otherwise), else the choice's own encoding.
+    /// context's ids.
     ///
     /// # Errors
     ///
     /// The tokenizer's errors; [`Error::InvalidConfig`] for an item whose
-    /// prompt or a choice encodes to no ids.
+    /// prompt or a choice encodes to no ids, or whose prompt's ids do not
+    /// begin those of prompt + choice (a tokenizer that appends a token, such
+    /// as BERT's `[SEP]`, or one that merges across the boundary): such a
+    /// choice cannot be scored as a continuation.
     pub fn tokenize(&self, tokenizer: &impl Tokenizer) -> Result<Vec<TokenizedProbe>> {
         self.items
             .iter()
@@ -138,13 +140,16 @@ impl ProbeSet {
                     .iter()
                     .map(|choice| {
                         let whole = tokenizer.encode(&format!("{}{choice}", item.prompt))?;
-                        let tail = match whole.strip_prefix(context.as_slice()) {
-                            Some(tail) if !tail.is_empty() => tail.to_vec(),
-                            _ => tokenizer.encode(choice)?,
-                        };
-                        match tail.is_empty() {
-                            true => Err(empty("choice")),
-                            false => Ok(tail),
+                        match whole.strip_prefix(context.as_slice()) {
+                            Some([]) => Err(empty("choice")),
+                            Some(tail) => Ok(tail.to_vec()),
+                            None => Err(Error::InvalidConfig(format!(
+                                "probe item {:?}: the ids of its prompt do not begin those of \
+                                 prompt + {choice:?} (the tokenizer adds a token after the \
+                                 text, or merges across the boundary: end prompts without a \
+                                 space and start choices with one)",
+                                item.id
+                            ))),
                         }
                     })
                     .collect::<Result<Vec<_>>>()?;

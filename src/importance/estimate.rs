@@ -197,30 +197,40 @@ impl ImportanceEstimator {
     }
 
     /// The split-half stability of what has been accumulated: per gate and
-    /// row (layer), the Spearman rank correlation between the summed
-    /// gradients (with the sign option) of the even-numbered and of the
-    /// odd-numbered batches. `None` before two batches.
-    pub fn split_half(&self) -> Option<Vec<GateStability>> {
+    /// row (layer), the Spearman rank correlation between the importance of
+    /// the even-numbered and of the odd-numbered batches, each half summed
+    /// per batch (with the sign option) and normalised per row as
+    /// `normalization` does, so the ranks compared are the ones the mask
+    /// would apply. `None` before two batches.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NonFinite`] should a half not normalise (it cannot from
+    /// finite gradients).
+    pub fn split_half(&self, normalization: Normalization) -> Result<Option<Vec<GateStability>>> {
         if self.batches < 2 {
-            return None;
+            return Ok(None);
         }
-        let [even, odd] = &self.halves;
-        Some(
+        let half = |h: &Vec<Vec<f32>>| -> Result<Importance> {
+            Importance::new(&self.layout, h.clone())?.normalized(normalization)
+        };
+        let (even, odd) = (half(&self.halves[0])?, half(&self.halves[1])?);
+        Ok(Some(
             self.layout
                 .specs()
                 .iter()
-                .zip(even.iter().zip(odd))
+                .zip(even.gates().iter().zip(odd.gates()))
                 .map(|(spec, (a, b))| GateStability {
                     name: spec.name.clone(),
                     rows: (0..spec.rows)
                         .map(|r| {
                             let row = r * spec.units..(r + 1) * spec.units;
-                            spearman(&a[row.clone()], &b[row])
+                            spearman(&a.values[row.clone()], &b.values[row])
                         })
                         .collect(),
                 })
                 .collect(),
-        )
+        ))
     }
 
     /// Tokens seen so far.
