@@ -33,13 +33,16 @@ Only the standard library is used.
 
 import argparse
 import json
-import math
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import time
+
+sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import stats  # noqa: E402  (t intervals, Holm's correction)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DOCS = os.path.join(ROOT, "docs")
@@ -249,18 +252,14 @@ def paired(res, a, b, name):
     return diffs
 
 
-# Two-sided 95 % critical values of Student's t, by degrees of freedom.
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-
-
 def verdict(diffs):
-    """' *' when a paired t-test puts the mean difference away from 0 at 95 %."""
-    n = len(diffs)
-    if n < 2 or n - 1 not in T95:
+    """' *' when a paired t-test puts the mean difference away from 0 at 95 %
+    (its t interval excludes 0), for any number of seeds from 2."""
+    t = stats.paired_t(diffs)
+    if t is None:
         return ""
-    mean, sd = statistics.fmean(diffs), statistics.stdev(diffs)
-    se = sd / math.sqrt(n)
-    return " *" if se > 0 and abs(mean) > T95[n - 1] * se else ""
+    _, (lo, hi), _ = t
+    return " *" if lo < hi and (lo > 0 or hi < 0) else ""
 
 
 def report(out, res, base_secs):
