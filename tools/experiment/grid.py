@@ -16,7 +16,9 @@
    the same command is not run again.
 4. Aggregates mean +- sd over seeds and paired differences (same seed)
    against NCL and against the cell's two controls into the `--out` folder:
-   `report/experiment.md` and the result-matrix plot `report/experiment.svg`.
+   `report/experiment.md`, the result-matrix plot `report/experiment.svg`, and
+   `report/experiment-tradeoff.svg`: general change against total domain gain,
+   NCL's learning rates as a line, every cell a point with 95 % t intervals.
    A partial grid (`--only`, missing runs) writes `report/partial-experiment.*`
    instead, never replacing a complete report, and lists the missing cells and
    seeds.
@@ -409,6 +411,75 @@ def svg(res):
     return "\n".join(parts) + "\n"
 
 
+def tradeoff_svg(res):
+    """General change (y; up is knowledge lost) against total domain gain
+    (x; kernel + python gain): NCL's learning-rate curve as a line, every
+    other cell a point with 95 % t-interval bars over its seeds (none for a
+    single seed), labelled, so a method below the NCL line protects more at
+    equal learning."""
+    points = {}
+    for label in [c[0] for c in CELLS if c[0] in res]:
+        ms = [metrics(res[label][s][0]) for s in sorted(res[label])]
+        xs = [m["kernel gain"] + m["python gain"] for m in ms]
+        ys = [m["general change"] for m in ms]
+
+        def spread(v):
+            t = stats.paired_t(v)
+            return (statistics.fmean(v), None if t is None else t[1])
+        points[label] = (spread(xs), spread(ys))
+    if not points:
+        return ""
+    lows = [lo for (x, xi), (y, yi) in points.values() for lo in (xi or (x, x))]
+    xlo, xhi = min(lows), max(hi for (x, xi), _ in points.values() for hi in (xi or (x, x)))
+    ylo = min(lo for _, (y, yi) in points.values() for lo in (yi or (y, y)))
+    yhi = max(hi for _, (y, yi) in points.values() for hi in (yi or (y, y)))
+    xpad, ypad = (xhi - xlo) * 0.08 or 0.1, (yhi - ylo) * 0.08 or 0.1
+    xlo, xhi, ylo, yhi = xlo - xpad, xhi + xpad, ylo - ypad, yhi + ypad
+    w, h, left, top, right, bottom = 760, 520, 70, 40, 170, 50
+
+    def px(x):
+        return left + (x - xlo) / (xhi - xlo) * (w - left - right)
+
+    def py(y):
+        return top + (yhi - y) / (yhi - ylo) * (h - top - bottom)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+             'font-family="sans-serif" font-size="11">',
+             f'<rect width="{w}" height="{h}" fill="white"/>',
+             f'<text x="{left}" y="20" font-size="14">General change against total domain '
+             'gain (mean and 95 % t interval over seeds)</text>',
+             f'<line x1="{left}" y1="{h - bottom}" x2="{w - right}" y2="{h - bottom}" stroke="black"/>',
+             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{h - bottom}" stroke="black"/>',
+             f'<text x="{(left + w - right) / 2}" y="{h - 12}" text-anchor="middle">'
+             'total domain gain (kernel + python; right is more learned)</text>',
+             f'<text x="16" y="{(top + h - bottom) / 2}" text-anchor="middle" '
+             f'transform="rotate(-90 16 {(top + h - bottom) / 2})">general change '
+             '(up is knowledge lost)</text>']
+    for k in range(5):
+        x, y = xlo + (xhi - xlo) * k / 4, ylo + (yhi - ylo) * k / 4
+        parts.append(f'<text x="{px(x):.1f}" y="{h - bottom + 14}" text-anchor="middle">{x:.3f}</text>')
+        parts.append(f'<text x="{left - 4}" y="{py(y) + 4:.1f}" text-anchor="end">{y:.3f}</text>')
+    curve = [points[c] for c in NCL_CURVE if c in points]
+    if len(curve) > 1:
+        path = " ".join(f"{px(x):.1f},{py(y):.1f}" for (x, _), (y, _) in sorted(curve))
+        parts.append(f'<polyline points="{path}" fill="none" stroke="#888" stroke-width="2"/>')
+    for label, ((x, xi), (y, yi)) in points.items():
+        colour = "#888" if label in NCL_CURVE else (
+            "#b00" if label.endswith(("-permuted", "-uniform")) else "#03c")
+        if xi:
+            parts.append(f'<line x1="{px(xi[0]):.1f}" y1="{py(y):.1f}" x2="{px(xi[1]):.1f}" '
+                         f'y2="{py(y):.1f}" stroke="{colour}"/>')
+        if yi:
+            parts.append(f'<line x1="{px(x):.1f}" y1="{py(yi[0]):.1f}" x2="{px(x):.1f}" '
+                         f'y2="{py(yi[1]):.1f}" stroke="{colour}"/>')
+        parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="4" fill="{colour}"/>')
+        parts.append(f'<text x="{px(x) + 6:.1f}" y="{py(y) - 6:.1f}" fill="{colour}">{label}</text>')
+    parts.append(f'<text x="{w - right + 10}" y="{top + 10}" fill="#888">grey: NCL by learning rate</text>')
+    parts.append(f'<text x="{w - right + 10}" y="{top + 26}" fill="#03c">blue: methods</text>')
+    parts.append(f'<text x="{w - right + 10}" y="{top + 42}" fill="#b00">red: controls</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
 def write_atomic(path, text):
     """Writes `text` to a temporary name beside `path`, then renames it into
     place: a reader sees the old file or the new one, never half of it."""
@@ -505,7 +576,8 @@ def publish(out, docs_dir, tag, readme, docs):
     if complete:
         write_atomic(os.path.join(report_dir, name + ".md"), title + table)
         write_atomic(os.path.join(report_dir, name + ".svg"), svg(res))
-        for ext in (".md", ".svg"):
+        write_atomic(os.path.join(report_dir, name + "-tradeoff.svg"), tradeoff_svg(res))
+        for ext in (".md", ".svg", "-tradeoff.svg"):
             stale = os.path.join(report_dir, "partial-" + name + ext)
             if os.path.exists(stale):
                 os.remove(stale)
@@ -514,6 +586,8 @@ def publish(out, docs_dir, tag, readme, docs):
         write_atomic(os.path.join(report_dir, "partial-" + name + ".md"),
                      title + f"**Partial grid**: {note}.\n\n" + table)
         write_atomic(os.path.join(report_dir, "partial-" + name + ".svg"), svg(res))
+        write_atomic(os.path.join(report_dir, "partial-" + name + "-tradeoff.svg"),
+                     tradeoff_svg(res))
     print(table, flush=True)
     if not complete:
         print(f"partial grid, {note}", flush=True)
@@ -529,6 +603,7 @@ def publish(out, docs_dir, tag, readme, docs):
         os.makedirs(docs_dir, exist_ok=True)
         write_atomic(os.path.join(docs_dir, name + ".md"), title + table)
         write_atomic(os.path.join(docs_dir, name + ".svg"), svg(res))
+        write_atomic(os.path.join(docs_dir, name + "-tradeoff.svg"), tradeoff_svg(res))
     if readme:
         write_between(readme, *markers(tag), table)
     return table

@@ -118,7 +118,8 @@ class GridReport(unittest.TestCase):
         self.assertEqual(code, 0)
         report = os.path.join(self.out, "report")
         self.assertEqual(self.files(report),
-                         ["partial-experiment.md", "partial-experiment.svg"])
+                         ["partial-experiment-tradeoff.svg", "partial-experiment.md",
+                          "partial-experiment.svg"])
         self.assertIn("partial grid", stdout)
         self.assertIn("das (seeds 0,1,2)", stdout)
         self.assertIn("ewc (seed 0)", stdout)
@@ -179,7 +180,10 @@ class GridReport(unittest.TestCase):
         with open(self.readme, encoding="utf-8") as f:
             self.assertEqual(f.read(),
                              f"# Title\n\nbefore\n\n{BEGIN}\n{table}{END}\n\nafter\n")
-        self.assertEqual(self.files(self.docs), ["experiment.md", "experiment.svg"])
+        self.assertEqual(self.files(self.docs),
+                         ["experiment-tradeoff.svg", "experiment.md", "experiment.svg"])
+        with open(os.path.join(self.docs, "experiment-tradeoff.svg"), encoding="utf-8") as f:
+            self.assertEqual(f.read(), grid.tradeoff_svg(res))
         for path in [os.path.join(self.docs, "experiment.md"),
                      os.path.join(self.docs, "experiment.svg"), self.readme]:
             self.assertIn("wrote " + path, stdout)
@@ -189,6 +193,24 @@ class GridReport(unittest.TestCase):
                                   "--docs-dir", self.docs, "--write", self.readme)[0], 0)
         self.assertEqual({p: v[0] for p, v in snapshot(list(again)).items()},
                          {p: v[0] for p, v in again.items()})
+
+    def test_the_tradeoff_picture_draws_the_ncl_curve_and_every_cell(self):
+        make_runs(self.out)
+        res = grid.load(self.out)
+        svg = grid.tradeoff_svg(res)
+        self.assertTrue(svg.startswith('<svg xmlns="http://www.w3.org/2000/svg"'))
+        self.assertEqual(svg.count("<polyline"), 1)
+        # The NCL curve passes through its three learning rates, by gain.
+        curve = svg.split('<polyline points="')[1].split('"')[0].split()
+        self.assertEqual(len(curve), 3)
+        xs = [float(p.split(",")[0]) for p in curve]
+        self.assertEqual(xs, sorted(xs))
+        self.assertEqual(svg.count("<circle"), len(res))
+        for label in res:
+            self.assertIn(f">{label}</text>", svg)
+        # Interval bars (two lines) for every cell with more than one seed.
+        multi = sum(1 for runs in res.values() if len(runs) > 1)
+        self.assertEqual(svg.count("<line") - 2, 2 * multi)
 
     def test_model_tag_names_its_own_files(self):
         make_runs(self.out)
@@ -200,7 +222,8 @@ class GridReport(unittest.TestCase):
                               "--write", self.readme, "--model-tag", "smollm2")
         self.assertEqual(code, 0)
         self.assertEqual(self.files(self.docs),
-                         ["experiment-smollm2.md", "experiment-smollm2.svg"])
+                         ["experiment-smollm2-tradeoff.svg", "experiment-smollm2.md",
+                          "experiment-smollm2.svg"])
         with open(self.readme) as f:
             s = f.read()
         self.assertEqual(s.split(END)[0], untagged)
