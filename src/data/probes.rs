@@ -101,7 +101,8 @@ impl ProbeSet {
             check_item(&item).map_err(|e| corrupt(format!("line {}: {e}", n + 1)))?;
             items.push(item);
         }
-        check_set(&items).map_err(corrupt)?;
+        // Each item was checked on its line; what is left is the set's.
+        check_ids(&items).map_err(corrupt)?;
         Ok(ProbeSet { items })
     }
 
@@ -166,17 +167,23 @@ impl ProbeSet {
 /// What is wrong with a set of `items`, if anything: none, an item that
 /// does not check, an id twice.
 fn check_set(items: &[ProbeItem]) -> std::result::Result<(), String> {
+    for item in items {
+        check_item(item).map_err(|e| format!("probe item {:?}: {e}", item.id))?;
+    }
+    check_ids(items)
+}
+
+/// What is wrong with the set beyond its items, if anything: none, or an id
+/// twice.
+fn check_ids(items: &[ProbeItem]) -> std::result::Result<(), String> {
     if items.is_empty() {
         return Err("a probe set needs items".into());
     }
     let mut ids = std::collections::BTreeSet::new();
-    for item in items {
-        check_item(item).map_err(|e| format!("probe item {:?}: {e}", item.id))?;
-        if !ids.insert(item.id.as_str()) {
-            return Err(format!("probe item id {:?} appears twice", item.id));
-        }
+    match items.iter().find(|item| !ids.insert(item.id.as_str())) {
+        Some(item) => Err(format!("probe item id {:?} appears twice", item.id)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// What is wrong with `item` on its own, if anything.

@@ -80,7 +80,11 @@ impl LlamaConfig {
             sliding_window: None,
             use_sliding_window: false,
             hidden_act: "silu".into(),
-            head_dim_stated: size("attention.key_length").ok(),
+            // Optional, but a malformed one is refused like any other key.
+            head_dim_stated: match file.get("llama.attention.key_length") {
+                Some(_) => Some(size("attention.key_length")?),
+                None => None,
+            },
             mlp_bias: false,
             rope_scaling: scaling,
         };
