@@ -94,7 +94,7 @@ fn run(args: &Args) -> Result<()> {
             .collect(),
         &layout,
     )?;
-    let adamw = OptimizerKind::AdamW { weight_decay: 0.01 };
+    let adamw = OptimizerKind::adamw(0.01);
     let mut optim = SoftMaskedOptimizer::new(adamw.init()?, &importance, &model, MaskMode::Update)?;
     let mut estimator =
         ImportanceEstimator::new(layout.clone(), Accumulation::PerBatch, GradientSign::Signed)?;

@@ -84,7 +84,7 @@ fn run(args: &Args) -> Result<()> {
     // A fixed importance in [0, 1).
     let layout = model.gate_layout();
     let importance = timing::fixed_importance(&layout)?;
-    let adamw = OptimizerKind::AdamW { weight_decay: 0.01 };
+    let adamw = OptimizerKind::adamw(0.01);
     let mut optim = SoftMaskedOptimizer::new(adamw.init()?, &importance, &model, MaskMode::Update)?;
     let mut estimator = ImportanceEstimator::new(
         layout.clone(),

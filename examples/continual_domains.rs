@@ -30,6 +30,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::rc::Rc;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args as ClapArgs, Parser};
@@ -41,6 +42,7 @@ use softmask::continual::{
     TokenizedDomain,
 };
 use softmask::data::probes::ProbeSet;
+use softmask::distributed::{Collective, Shard, SingleProcess};
 use softmask::gguf::GgufFile;
 use softmask::model::llama::{CausalBatch, SoftMaskLlama};
 use softmask::{
@@ -85,6 +87,9 @@ struct Args {
     /// Continue the run in --out from its last checkpoint
     #[arg(long)]
     resume: bool,
+    /// Train data-parallel over the ranks of `mpirun -np N` (build with --features mpi): each rank takes its rows of every batch, rank 0 writes --out (which every rank must see); --device cuda opens cuda:{local rank}
+    #[arg(long)]
+    distributed: bool,
     /// The device: flex, ndarray, or with their cargo features wgpu, wgpu-cpu, vulkan, cuda, cuda:N
     #[arg(long, value_name = "NAME", default_value = "flex")]
     device: String,
@@ -135,7 +140,7 @@ struct MethodOptions {
     #[arg(long, value_name = "MODE", value_parser = one_of([("update", MaskMode::Update), ("gradient", MaskMode::Gradient)]))]
     mask_mode: Option<MaskMode>,
     /// AdamW (weight decay 0.01) or SGD (momentum 0.9) [default: the preset's]
-    #[arg(long, value_name = "NAME", value_parser = one_of([("adamw", OptimizerKind::AdamW { weight_decay: 0.01 }), ("sgd", OptimizerKind::Sgd { momentum: 0.9 })]))]
+    #[arg(long, value_name = "NAME", value_parser = one_of([("adamw", OptimizerKind::adamw(0.01)), ("sgd", OptimizerKind::Sgd { momentum: 0.9 })]))]
     optimizer: Option<OptimizerKind>,
     /// Damping strength s in [0, 1]: the mask is 1 - s * I [default: the preset's]
     #[arg(long, value_name = "S")]
@@ -232,10 +237,70 @@ fn to_json(value: &impl Serialize) -> Result<Value> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match args.method_config() {
-        // A --config file that cannot be read as a configuration is a usage error, as a bad flag is.
-        Err(e) => common::exit(Err(e), 2),
-        Ok(config) => common::exit(run(&args, config), 1),
+    // A --config file that cannot be read as a configuration is a usage error, as a bad flag is.
+    let config = match args.method_config() {
+        Err(e) => return common::exit(Err(e), 2),
+        Ok(config) => config,
+    };
+    let ranks = match Ranks::open(args.distributed) {
+        Err(e) => return common::exit(Err(e), 2),
+        Ok(ranks) => ranks,
+    };
+    let result = run(&args, config, &ranks);
+    ranks.fail(&result);
+    common::exit(result, 1)
+}
+
+/// The processes a run spans: this one, or the ranks of `mpirun`.
+struct Ranks {
+    collective: Rc<dyn Collective>,
+    #[cfg(feature = "mpi")]
+    mpi: Option<Rc<softmask::distributed::Mpi>>,
+}
+
+impl Ranks {
+    /// One process, or with `--distributed` the MPI world.
+    fn open(distributed: bool) -> Result<Ranks> {
+        if !distributed {
+            return Ok(Ranks {
+                collective: Rc::new(SingleProcess),
+                #[cfg(feature = "mpi")]
+                mpi: None,
+            });
+        }
+        #[cfg(feature = "mpi")]
+        {
+            let mpi = Rc::new(softmask::distributed::Mpi::init()?);
+            Ok(Ranks {
+                collective: mpi.clone(),
+                mpi: Some(mpi),
+            })
+        }
+        #[cfg(not(feature = "mpi"))]
+        Err(Error::InvalidConfig(
+            "--distributed needs the `mpi` feature: cargo build --features mpi --example \
+             continual_domains, then mpirun -np N target/debug/examples/continual_domains \
+             --distributed ..."
+                .into(),
+        ))
+    }
+
+    /// Whether this process prints and probes (rank 0).
+    fn leads(&self) -> bool {
+        self.collective.rank() == 0
+    }
+
+    /// After an error on a rank of several: ends every rank now (MPI abort),
+    /// so that none waits for this one in a collective.
+    fn fail(&self, result: &Result<()>) {
+        #[cfg(feature = "mpi")]
+        if let (Err(e), Some(mpi)) = (result, &self.mpi)
+            && mpi.size() > 1
+        {
+            eprintln!("error on rank {} of {}: {e}", mpi.rank(), mpi.size());
+            mpi.abort(1);
+        }
+        let _ = result;
     }
 }
 
@@ -289,13 +354,20 @@ fn model_kind(path: &std::path::Path) -> Result<ModelKind> {
     }
 }
 
-fn run(args: &Args, method: MethodConfig) -> Result<()> {
+fn run(args: &Args, method: MethodConfig, ranks: &Ranks) -> Result<()> {
     method.validate()?;
-    eprintln!(
-        "configuration (saved as config.json in the run folder):\n{}",
-        method.to_json()?
-    );
-    let device = open_device(&args.device)?.autodiff();
+    if ranks.leads() {
+        eprintln!(
+            "configuration (saved as config.json in the run folder):\n{}",
+            method.to_json()?
+        );
+    }
+    // Under mpirun each rank of a host takes its own GPU.
+    let device = match (args.distributed, args.device.as_str()) {
+        (true, "cuda") => format!("cuda:{}", ranks.collective.local_rank()),
+        _ => args.device.clone(),
+    };
+    let device = open_device(&device)?.autodiff();
     // The MLM head of a checkpoint without one is drawn from this seed, so a
     // resumed run starts from the same base model.
     device.seed(method.seed);
@@ -333,7 +405,7 @@ fn run(args: &Args, method: MethodConfig) -> Result<()> {
                 method,
                 model,
                 (&tokenizer, &tokenizer),
-                collate,
+                (collate, ranks),
                 Vec::new(),
             )
         }
@@ -378,7 +450,8 @@ fn run(args: &Args, method: MethodConfig) -> Result<()> {
                     args.out.display()
                 )));
             }
-            if let Some(path) = &args.knowledge {
+            // Probes read the model and write into the run folder: rank 0's.
+            if let (Some(path), true) = (&args.knowledge, ranks.leads()) {
                 let set = ProbeSet::from_jsonl(path)?;
                 let mut probes = KnowledgeProbes::new(&set, set.tokenize(&tokenizer)?, &args.out)?;
                 if args.resume {
@@ -394,7 +467,7 @@ fn run(args: &Args, method: MethodConfig) -> Result<()> {
                 }
                 plugins.push(Box::new(probes));
             }
-            if !args.probes.is_empty() {
+            if !args.probes.is_empty() && ranks.leads() {
                 if !args.resume {
                     std::fs::create_dir_all(&args.out).map_err(|source| Error::Io {
                         path: args.out.clone(),
@@ -405,7 +478,14 @@ fn run(args: &Args, method: MethodConfig) -> Result<()> {
                 plugins.push(Box::new(probe));
             }
             let joined = EndOfText::new(tokenizer.clone(), eos);
-            train(args, method, model, (&joined, &tokenizer), collate, plugins)
+            train(
+                args,
+                method,
+                model,
+                (&joined, &tokenizer),
+                (collate, ranks),
+                plugins,
+            )
         }
     }
 }
@@ -418,26 +498,31 @@ fn train<M, B, C, T>(
     method: MethodConfig,
     model: M,
     (tokenizer, hf): (&T, &HfTokenizer),
-    collate: C,
+    (collate, ranks): (C, &Ranks),
     plugins: Vec<Box<dyn Plugin<M, B>>>,
 ) -> Result<()>
 where
     M: ContinualModel<B> + 'static,
-    B: TokenCount,
+    B: TokenCount + Shard,
     C: Collate<B>,
     T: Tokenizer,
 {
+    let say = |line: String| {
+        if ranks.leads() {
+            eprintln!("{line}");
+        }
+    };
     let started = std::time::Instant::now();
     let seq = method.seq_len;
     let mut domains: Vec<TokenizedDomain> = Vec::new();
     for (name, path) in &args.domains {
         let d = Domain::from_path(name.as_str(), path)?.tokenize(tokenizer, seq, 1)?;
-        eprintln!(
+        say(format!(
             "domain {name}: {} training and {} held-out chunks of {seq} tokens (capped at {})",
             d.train.len(),
             d.held_out.len(),
             args.max_chunks
-        );
+        ));
         domains.push(TokenizedDomain {
             train: cap(d.train, args.max_chunks),
             held_out: cap(d.held_out, args.max_chunks / 4 + 1),
@@ -474,18 +559,24 @@ where
         }
     };
     if !general_corpus.is_empty() {
-        eprintln!(
+        say(format!(
             "general training text: {} chunks ({} of every {} rows replayed)",
             general_corpus.len(),
             method.replay_rows(),
             method.batch_size,
-        );
+        ));
     }
     let mut trainer = ContinualTrainer::new(method, collate, &args.out)?
-        .with_observer(Box::new(Progress::new(10)))
-        .with_general_corpus(general_corpus);
+        .with_general_corpus(general_corpus)
+        .with_collective(ranks.collective.clone());
+    if ranks.leads() {
+        trainer = trainer.with_observer(Box::new(Progress::new(10)));
+    }
     let outcome =
         trainer.run_with_plugins(model, &domains, general.as_deref(), args.resume, plugins)?;
+    if !ranks.leads() {
+        return Ok(());
+    }
     println!("{}", outcome.results.to_table());
     if let Some(dir) = &args.save_model {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io {

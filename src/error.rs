@@ -186,6 +186,12 @@ pub enum Error {
         reason: String,
     },
 
+    /// Data-parallel training could not go on: the ranks disagree (model,
+    /// data, method, seed or version), another rank failed, or the
+    /// transport between them did.
+    #[error("distributed run: {0}")]
+    Distributed(String),
+
     /// A device this build has could not start here (no adapter, no driver).
     #[error("device {name:?} is unavailable: {reason}")]
     DeviceUnavailable {

@@ -84,6 +84,7 @@
 pub mod continual;
 pub mod data;
 pub mod device;
+pub mod distributed;
 mod error;
 pub mod gate;
 pub mod gguf;

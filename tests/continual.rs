@@ -337,9 +337,7 @@ fn a_das_step_matches_pytorch_on_every_device() {
         );
         let grads =
             burn::optim::GradientsParams::from_grads((mlm + contrastive).backward(), &model);
-        let adamw = OptimizerKind::AdamW {
-            weight_decay: fx.weight_decay,
-        };
+        let adamw = OptimizerKind::adamw(fx.weight_decay);
         let mut optim =
             SoftMaskedOptimizer::new(adamw.init().unwrap(), &importance, &model, MaskMode::Update)
                 .unwrap();

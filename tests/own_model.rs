@@ -13,6 +13,7 @@ use burn::tensor::activation::{log_softmax, relu};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use common::*;
 use softmask::continual::*;
+use softmask::distributed::Shard;
 use softmask::*;
 
 const VOCAB: usize = 50;
@@ -57,6 +58,22 @@ struct CausalBatch {
 impl TokenCount for CausalBatch {
     fn token_count(&self) -> usize {
         self.ids.dims().iter().product()
+    }
+}
+
+/// Rows for data-parallel training; every position but the last predicts.
+impl Shard for CausalBatch {
+    fn rows(&self) -> usize {
+        self.ids.dims()[0]
+    }
+    fn shard(&self, rows: std::ops::Range<usize>) -> softmask::Result<CausalBatch> {
+        Ok(CausalBatch {
+            ids: self.ids.clone().narrow(0, rows.start, rows.len()),
+        })
+    }
+    fn row_terms(&self) -> softmask::Result<Vec<usize>> {
+        let [b, s] = self.ids.dims();
+        Ok(vec![s.saturating_sub(1); b])
     }
 }
 

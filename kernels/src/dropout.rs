@@ -21,11 +21,25 @@ const CHUNK: usize = 1 << 16;
 /// assert_eq!(mask, softmask_kernels::dropout_mask(1000, 0.75, 7));
 /// ```
 pub fn dropout_mask(n: usize, keep: f64, seed: u64) -> Vec<f32> {
+    dropout_mask_from(0, n, keep, seed)
+}
+
+/// Elements `first..first + n` of [`dropout_mask`]`(first + n, keep, seed)`,
+/// without drawing the ones before: a slice of rows of a larger tensor's
+/// mask (what one rank of a data-parallel run needs for its rows).
+///
+/// # Example
+///
+/// ```
+/// let whole = softmask_kernels::dropout_mask(300, 0.9, 3);
+/// assert_eq!(softmask_kernels::dropout_mask_from(100, 200, 0.9, 3), whole[100..]);
+/// ```
+pub fn dropout_mask_from(first: usize, n: usize, keep: f64, seed: u64) -> Vec<f32> {
     let threshold = (keep * 4_294_967_296.0).min(4_294_967_295.0) as u32;
     let scale = (1.0 / keep) as f32;
     let (k1, k2) = (seed as u32, (seed >> 32) as u32 ^ 0x9E37_79B9);
     let fill = |c: usize, chunk: &mut [f32]| {
-        let start = c * CHUNK;
+        let start = first + c * CHUNK;
         for (j, v) in chunk.iter_mut().enumerate() {
             let r = fmix32(fmix32((start + j) as u32 ^ k1) ^ k2);
             *v = if r < threshold { scale } else { 0.0 };

@@ -13,7 +13,7 @@
 //! - [`gelu`], [`softmax`], [`log_softmax`]: tensors in, tensors out, on any
 //!   device (burn's own operations where the kernels do not apply);
 //! - [`FusedAdamW`]: a burn optimizer with burn's AdamW state;
-//! - [`dropout_mask`]: softmask's counter-based dropout mask.
+//! - [`dropout_mask`] and [`dropout_mask_from`]: softmask's counter-based dropout mask, whole or a range of it.
 //!
 //! It is its own crate so that the build the README's commands make (the dev
 //! profile, which optimises dependencies only) optimises these loops too.
@@ -35,7 +35,7 @@ mod math;
 pub mod reference;
 
 pub use adamw::{FusedAdamW, FusedAdamWConfig, InvalidHyperParameter};
-pub use dropout::dropout_mask;
+pub use dropout::{dropout_mask, dropout_mask_from};
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, backend_extension};

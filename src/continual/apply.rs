@@ -4,17 +4,16 @@
 
 use std::path::Path;
 
-use burn::tensor::Device;
-
 use super::method::{Control, GeneralProxy, MethodConfig};
 use super::objective::{Collate, ContinualModel};
 use super::plugin::pass_batch;
 use crate::data::sampling::mix;
 use crate::data::sampling::stream::IMPORTANCE;
+use crate::distributed::Collective;
 use crate::error::{Error, Result};
 use crate::gate::{GateLayout, Gates, TokenCount};
 use crate::importance::Importance;
-use crate::importance::estimate::ImportanceEstimator;
+use crate::importance::estimate::{ImportanceEstimator, model_device};
 use crate::importance::proxy::KlToDropoutCopy;
 use crate::importance::stability::GateStability;
 
@@ -105,8 +104,8 @@ pub(crate) fn estimate<M, B>(
     collate: &dyn Collate<B>,
     model: &M,
     chunks: &[Vec<u32>],
-    device: &Device,
     domain: Option<usize>,
+    collective: &dyn Collective,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Importance, Option<Vec<GateStability>>)>
 where
@@ -114,10 +113,20 @@ where
     B: TokenCount,
 {
     let c = config;
+    let device = &model_device(model)?;
     let mut est = ImportanceEstimator::new(model.gate_layout(), c.accumulation, c.sign)?;
+    if collective.size() > 1 {
+        est = est.deferred();
+    }
     let purpose = domain.map_or(0, |t| t as u64 + 1);
     progress(0, c.importance_batches);
+    let (rank, size) = (collective.rank(), collective.size());
     for b in 0..c.importance_batches {
+        if b % size != rank {
+            est.skip();
+            progress(b + 1, c.importance_batches);
+            continue;
+        }
         let batch = pass_batch(
             collate,
             chunks,
@@ -135,6 +144,7 @@ where
         }
         progress(b + 1, c.importance_batches);
     }
+    est.reduce(collective)?;
     Ok((
         est.finish(c.normalization)?,
         est.split_half(c.normalization)?,

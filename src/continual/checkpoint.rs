@@ -280,6 +280,18 @@ pub(crate) fn prepare(
     }
 }
 
+/// The latest checkpoint of `out`, checked against `identity`, without
+/// changing the folder: what ranks other than 0 resume from, once rank 0
+/// has prepared it.
+pub(crate) fn found(out: &Path, identity: &RunIdentity) -> Result<Option<(Manifest, PathBuf)>> {
+    match latest(out)? {
+        Some((manifest, dir)) if manifest.identity != *identity => {
+            Err(describe_mismatch(&manifest.identity, identity, &dir))
+        }
+        found => Ok(found),
+    }
+}
+
 /// A typed error naming what differs between a checkpoint and this run.
 fn describe_mismatch(saved: &RunIdentity, now: &RunIdentity, dir: &Path) -> Error {
     let at = dir.display();

@@ -5,10 +5,11 @@ use burn::tensor::{Device, Tensor, TensorData};
 use softmask_kernels::log_softmax;
 
 use super::objective::ContinualModel;
-use super::plugin::{DomainStart, Plugin};
+use super::plugin::{DomainStart, Plugin, RankShare};
 use crate::error::{Error, Result};
 use crate::gate::Gates;
 use crate::importance::Importance;
+use crate::io::to_host;
 
 /// Norms below this are clamped, as PyTorch's `cosine_similarity` does.
 const EPS: f32 = 1e-8;
@@ -168,6 +169,68 @@ impl<M: ContinualModel<B>, B> Plugin<M, B> for ContrastivePlugin {
         let z2 = model.pooled(batch, None)?;
         let z3 = model.pooled(batch, Some(view))?;
         contrastive_loss(z1, z2, z3, self.temperature).map(Some)
+    }
+
+    /// Every row of the batch is a negative of every other, so each rank
+    /// gathers the three views of all rows (its own live, the others'
+    /// constant) and computes the whole term: its gradient through this
+    /// rank's rows is exact, and the ranks' gradients sum to one process's.
+    /// The value is split evenly, `L - (1 - 1/N)·detach(L)`, so that it
+    /// sums to `L`.
+    fn loss_term_shard(
+        &mut self,
+        model: &M,
+        share: &RankShare<'_, B>,
+    ) -> Result<Option<Tensor<1>>> {
+        let Some(view) = &self.view else {
+            return Ok(None);
+        };
+        let size = share.collective.size();
+        let local = [
+            model.pooled(share.batch, None)?,
+            model.pooled(share.batch, None)?,
+            model.pooled(share.batch, Some(view))?,
+        ];
+        if size == 1 {
+            let [z1, z2, z3] = local;
+            return contrastive_loss(z1, z2, z3, self.temperature).map(Some);
+        }
+        let [rows, hidden] = local[0].dims();
+        let (total, first) = (share.total_rows, share.rows.start);
+        if rows != share.rows.len() || first + rows > total {
+            return Err(Error::ShapeMismatch {
+                what: "a rank's contrastive views".into(),
+                expected: format!("{} rows", share.rows.len()),
+                actual: format!("{rows}"),
+            });
+        }
+        let mut all = vec![0f32; 3 * total * hidden];
+        for (v, z) in local.iter().enumerate() {
+            let values = to_host(z.clone().detach())?.values;
+            let at = (v * total + first) * hidden;
+            all[at..at + rows * hidden].copy_from_slice(&values);
+        }
+        share.collective.all_reduce_sum(&mut all)?;
+        let device = local[0].device();
+        let whole = |v: usize, z: Tensor<2>| -> Tensor<2> {
+            let part = |from: usize, to: usize| {
+                let values = all[(v * total + from) * hidden..(v * total + to) * hidden].to_vec();
+                Tensor::<2>::from_data(TensorData::new(values, [to - from, hidden]), &device)
+            };
+            let mut pieces = Vec::with_capacity(3);
+            if first > 0 {
+                pieces.push(part(0, first));
+            }
+            pieces.push(z);
+            if first + rows < total {
+                pieces.push(part(first + rows, total));
+            }
+            Tensor::cat(pieces, 0)
+        };
+        let [z1, z2, z3] = local;
+        let loss = contrastive_loss(whole(0, z1), whole(1, z2), whole(2, z3), self.temperature)?;
+        let spread = 1.0 - 1.0 / size as f32;
+        Ok(Some(loss.clone() - loss.detach().mul_scalar(spread)))
     }
 }
 

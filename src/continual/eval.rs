@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::tensor::Device;
-
 use super::domain::TokenizedDomain;
 use super::objective::{Collate, ContinualModel};
 use super::plot;
 use super::results::ResultMatrix;
 use crate::data::sampling::mix;
+use crate::distributed::Collective;
 use crate::error::{Error, Result};
+use crate::importance::estimate::model_device;
 use crate::importance::stability::GateStability;
 use crate::io;
 
@@ -37,13 +37,13 @@ pub(crate) fn evaluate<M, B>(
     model: &M,
     domains: &[TokenizedDomain],
     general: Option<&[Vec<u32>]>,
-    device: &Device,
+    collective: &dyn Collective,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<f32>>
 where
     M: ContinualModel<B>,
 {
-    let inner = device.clone().inner();
+    let inner = model_device(model)?.inner();
     let valid = model.valid();
     let sets: Vec<&[Vec<u32>]> = general
         .into_iter()
@@ -52,21 +52,28 @@ where
     let total: usize = sets.iter().map(|s| s.len().div_ceil(batch_size)).sum();
     let mut done = 0;
     progress(0, total);
-    let mut out = Vec::with_capacity(sets.len());
+    let (rank, size) = (collective.rank(), collective.size());
+    // Per column, the sum of row-weighted losses and the rows; rank r
+    // takes batches r, r + N, ...
+    let mut sums = vec![0f64; 2 * sets.len()];
     for (col, rows) in sets.iter().enumerate() {
-        let (mut sum, mut weight) = (0f64, 0usize);
         for (b, chunk) in rows.chunks(batch_size).enumerate() {
-            let seed = mix(EVAL_SEED, &[col as u64, b as u64]);
-            let batch = collate.collate(chunk, seed, &inner)?;
-            let loss = valid.loss(&batch, None)?.into_scalar::<f32>();
-            sum += f64::from(loss) * chunk.len() as f64;
-            weight += chunk.len();
             done += 1;
+            if b % size == rank {
+                let seed = mix(EVAL_SEED, &[col as u64, b as u64]);
+                let batch = collate.collate(chunk, seed, &inner)?;
+                let loss = valid.loss(&batch, None)?.into_scalar::<f32>();
+                sums[2 * col] += f64::from(loss) * chunk.len() as f64;
+                sums[2 * col + 1] += chunk.len() as f64;
+            }
             progress(done, total);
         }
-        out.push((sum / weight.max(1) as f64) as f32);
     }
-    Ok(out)
+    collective.all_reduce_sum_f64(&mut sums)?;
+    Ok(sums
+        .chunks(2)
+        .map(|c| (c[0] / c[1].max(1.0)) as f32)
+        .collect())
 }
 
 /// Writes `results.json` (the matrix and its summary), `results.csv`,

@@ -43,12 +43,19 @@ pub enum GeneralProxy {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OptimizerKind {
-    /// AdamW (epsilon 1e-8, as PyTorch) with decoupled weight decay:
+    /// AdamW with decoupled weight decay:
     /// [`FusedAdamW`](softmask_kernels::FusedAdamW), one pass per parameter
     /// on Flex and burn's `AdamW` elsewhere, with burn's state format.
     AdamW {
         /// Weight decay.
         weight_decay: f64,
+        /// Added to `sqrt(v)` (1e-8 as PyTorch's default, when a saved
+        /// configuration has none). A first step moves a weight by about
+        /// `lr · g / (|g| + epsilon)`, so gradients far below epsilon barely
+        /// move it, and ones near it move it by a part of `lr` that float
+        /// rounding of `g` decides.
+        #[serde(default = "adamw_epsilon")]
+        epsilon: f64,
     },
     /// SGD with (PyTorch-style, undampened) momentum.
     Sgd {
@@ -57,7 +64,27 @@ pub enum OptimizerKind {
     },
 }
 
+/// AdamW's default epsilon, PyTorch's.
+fn adamw_epsilon() -> f64 {
+    1e-8
+}
+
 impl OptimizerKind {
+    /// AdamW with weight decay `weight_decay` and PyTorch's epsilon, 1e-8.
+    ///
+    /// ```
+    /// use softmask::continual::OptimizerKind;
+    ///
+    /// let adamw = OptimizerKind::adamw(0.01);
+    /// assert_eq!(adamw, OptimizerKind::AdamW { weight_decay: 0.01, epsilon: 1e-8 });
+    /// ```
+    pub fn adamw(weight_decay: f64) -> OptimizerKind {
+        OptimizerKind::AdamW {
+            weight_decay,
+            epsilon: adamw_epsilon(),
+        }
+    }
+
     /// A fresh burn optimizer.
     ///
     /// # Errors
@@ -66,8 +93,11 @@ impl OptimizerKind {
     pub fn init(&self) -> Result<ModuleOptimizer> {
         self.validate()?;
         Ok(match *self {
-            OptimizerKind::AdamW { weight_decay } => FusedAdamWConfig::new()
-                .with_epsilon(1e-8)
+            OptimizerKind::AdamW {
+                weight_decay,
+                epsilon,
+            } => FusedAdamWConfig::new()
+                .with_epsilon(epsilon as f32)
                 .with_weight_decay(weight_decay as f32)
                 .init()?,
             OptimizerKind::Sgd { momentum } if momentum > 0.0 => SgdConfig::new()
@@ -81,14 +111,23 @@ impl OptimizerKind {
         })
     }
 
-    /// Checks the hyper-parameters: weight decay and momentum finite and in `[0, 1)`.
+    /// Checks the hyper-parameters: weight decay and momentum finite and in `[0, 1)`, AdamW's epsilon finite and positive.
     ///
     /// # Errors
     ///
     /// [`Error::HyperParameter`] naming the one out of range.
     pub fn validate(&self) -> Result<()> {
+        if let OptimizerKind::AdamW { epsilon, .. } = *self
+            && !(epsilon.is_finite() && epsilon > 0.0 && epsilon as f32 > 0.0)
+        {
+            return Err(Error::HyperParameter {
+                name: "epsilon".into(),
+                value: epsilon,
+                expected: "a finite value above 0 (and above f32's smallest)".into(),
+            });
+        }
         let (name, value) = match *self {
-            OptimizerKind::AdamW { weight_decay } => ("weight_decay", weight_decay),
+            OptimizerKind::AdamW { weight_decay, .. } => ("weight_decay", weight_decay),
             OptimizerKind::Sgd { momentum } => ("momentum", momentum),
         };
         if (0.0..1.0).contains(&value) {
@@ -243,7 +282,7 @@ impl MethodConfig {
             mask_mode: MaskMode::Update,
             strength: 1.0,
             ungoverned_damping: 0.0,
-            optimizer: OptimizerKind::AdamW { weight_decay: 0.01 },
+            optimizer: OptimizerKind::adamw(0.01),
             lr: 5e-5,
             warmup_fraction: 0.1,
             steps_per_domain: 200,

@@ -50,6 +50,6 @@ pub use knowledge::{KnowledgeProbes, KnowledgeRow};
 pub use method::{Control, GeneralProxy, MethodConfig, OptimizerKind, PRESETS};
 pub use objective::{Collate, ContinualModel, MlmChunkCollate};
 pub use observe::{JsonlLog, Observer, Progress, StepEvent};
-pub use plugin::{DomainEnd, DomainStart, Plugin};
+pub use plugin::{DomainEnd, DomainStart, Plugin, RankShare};
 pub use results::{ResultMatrix, Summary};
 pub use trainer::{ContinualTrainer, Outcome};

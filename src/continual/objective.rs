@@ -68,6 +68,13 @@ pub trait Collate<B> {
     fn collate(&self, rows: &[Vec<u32>], seed: u64, device: &Device) -> Result<B>;
 }
 
+/// A boxed collate collates as the one inside (a trainer over any of several).
+impl<B, C: Collate<B> + ?Sized> Collate<B> for Box<C> {
+    fn collate(&self, rows: &[Vec<u32>], seed: u64, device: &Device) -> Result<B> {
+        (**self).collate(rows, seed, device)
+    }
+}
+
 /// Token chunks to MLM batches for [`SoftMaskBert`], the continual loop's
 /// way from a domain's chunks to batches: rows padded to the longest, 15% of
 /// the non-special tokens selected by an [`MlmMasker`] seeded per batch (80%

@@ -15,6 +15,7 @@
 //!
 //! Observers ([`Observer`](super::Observer)) only read; plugins change training.
 
+use std::ops::Range;
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor};
@@ -23,6 +24,7 @@ use super::domain::TokenizedDomain;
 use super::method::MethodConfig;
 use super::objective::Collate;
 use crate::data::sampling::{batch_rows, mix};
+use crate::distributed::Collective;
 use crate::error::Result;
 use crate::importance::Importance;
 
@@ -74,6 +76,26 @@ impl<B> DomainEnd<'_, B> {
 }
 
 /// Batch `b` of a seeded pass over `chunks` (see [`DomainEnd::batch`]).
+/// One rank's part of a data-parallel training step, for
+/// [`Plugin::loss_term_shard`].
+pub struct RankShare<'a, B> {
+    /// The ranks.
+    pub collective: &'a dyn Collective,
+    /// This rank's rows of the whole batch.
+    pub rows: Range<usize>,
+    /// Rows in the whole batch.
+    pub total_rows: usize,
+    /// The batch of this rank's rows.
+    pub batch: &'a B,
+    /// The batch a term averaged like the objective runs on: this rank's
+    /// rows, or, when they hold none of the objective's terms, a stand-in
+    /// row of the batch (with [`weight`](Self::weight) 0), so that every
+    /// rank draws the same random numbers as one process would.
+    pub weighted: &'a B,
+    /// This rank's share of the objective's terms in the whole batch.
+    pub weight: f32,
+}
+
 pub(crate) fn pass_batch<B>(
     collate: &dyn Collate<B>,
     chunks: &[Vec<u32>],
@@ -140,6 +162,30 @@ pub trait Plugin<M, B> {
     /// - output: `[1]`
     fn loss_term(&mut self, _model: &M, _batch: &B) -> Result<Option<Tensor<1>>> {
         Ok(None)
+    }
+
+    /// This rank's share of the term in a data-parallel step
+    /// ([`ContinualTrainer::with_collective`](super::ContinualTrainer::with_collective)):
+    /// a loss whose values, summed over the ranks, give the term's value on
+    /// the whole batch, and whose gradients, summed, give its gradient.
+    ///
+    /// The default fits a term averaged like the objective (over its
+    /// labelled tokens or predicted positions, as kd's) or one of the
+    /// weights only (as EWC's): [`loss_term`](Self::loss_term) on
+    /// [`RankShare::weighted`] times [`RankShare::weight`]. A term that
+    /// couples rows (as DAS's contrastive term) overrides it.
+    ///
+    /// # Shapes
+    ///
+    /// - output: `[1]`
+    fn loss_term_shard(
+        &mut self,
+        model: &M,
+        share: &RankShare<'_, B>,
+    ) -> Result<Option<Tensor<1>>> {
+        Ok(self
+            .loss_term(model, share.weighted)?
+            .map(|t| t.mul_scalar(share.weight)))
     }
 
     /// After a domain's training and importance, before evaluation.

@@ -4,6 +4,7 @@
 //! plugins ([`Plugin`]), and [`sampling`](crate::data::sampling).
 
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::Instant;
 
 use burn::optim::GradientsParams;
@@ -19,10 +20,14 @@ use super::method::{GeneralProxy, MethodConfig};
 use super::objective::{Collate, ContinualModel};
 use super::observe::{JsonlLog, Observer, StepEvent};
 use super::plot;
-use super::plugin::{DomainEnd, DomainStart, Plugin};
+use super::plugin::{DomainEnd, DomainStart, Plugin, RankShare};
 use super::results::ResultMatrix;
 use crate::data::sampling::stream::{REPLAY, TRAIN};
 use crate::data::sampling::{batch_rows, mix};
+use crate::distributed::{
+    Collective, RowWindow, Shard, SingleProcess, agree, all_reduce_gradients, broadcast_weights,
+    check_same, split,
+};
 use crate::error::{Error, Result};
 use crate::gate::TokenCount;
 use crate::importance::Importance;
@@ -65,6 +70,7 @@ pub struct ContinualTrainer<C> {
     out: PathBuf,
     observers: Vec<Box<dyn Observer>>,
     general_train: Vec<Vec<u32>>,
+    collective: Rc<dyn Collective>,
 }
 
 impl<C> ContinualTrainer<C> {
@@ -81,6 +87,7 @@ impl<C> ContinualTrainer<C> {
             out: out.into(),
             observers: Vec::new(),
             general_train: Vec::new(),
+            collective: Rc::new(SingleProcess),
         })
     }
 
@@ -100,6 +107,33 @@ impl<C> ContinualTrainer<C> {
     /// evaluation). Used only by methods that ask for it.
     pub fn with_general_corpus(mut self, chunks: Vec<Vec<u32>>) -> Self {
         self.general_train = chunks;
+        self
+    }
+
+    /// Trains data-parallel over the ranks of `collective` (one process by
+    /// default): every rank runs this trainer on the same model, data and
+    /// method, and the run ends as one process's would, within float
+    /// rounding.
+    ///
+    /// - Every training batch is collated whole on every rank and split by
+    ///   rows ([`split`]); each rank's loss is weighted by its share of the
+    ///   objective's terms, plugins give their share
+    ///   ([`Plugin::loss_term_shard`]), and the gradients (with the loss)
+    ///   are summed in one all-reduce before the soft-masked step, so every
+    ///   rank steps identically. A non-finite loss stops every rank with
+    ///   the same [`Error::NonFinite`].
+    /// - Importance and evaluation batches are dealt round-robin and summed.
+    /// - Rank 0 broadcasts its weights at the start and on resume, and alone
+    ///   writes the run folder (config, log, importance, checkpoints,
+    ///   results, pictures); the folder must be one every rank can read
+    ///   (one host, or a shared file system), since all ranks resume from it.
+    /// - The ranks check at the start that they run the same thing (method,
+    ///   data, model shapes, softmask version).
+    ///
+    /// Observers see every rank's events: add them on rank 0 only.
+    /// Dropout stays the same as one process's ([`RowWindow`]).
+    pub fn with_collective(mut self, collective: Rc<dyn Collective>) -> Self {
+        self.collective = collective;
         self
     }
 
@@ -128,12 +162,30 @@ fn method_plugins<M: ContinualModel<B> + 'static, B>(
 }
 
 impl<C> ContinualTrainer<C> {
-    /// Tells every observer, and the run's own JSONL log.
-    fn notify(&mut self, log: &mut JsonlLog, f: impl Fn(&mut dyn Observer)) {
+    /// Tells every observer, and the run's own JSONL log (rank 0's only).
+    fn notify(&mut self, log: &mut Option<JsonlLog>, f: impl Fn(&mut dyn Observer)) {
         for o in &mut self.observers {
             f(o.as_mut());
         }
-        f(log);
+        if let Some(log) = log {
+            f(log);
+        }
+    }
+
+    /// Whether this rank writes the run folder (rank 0).
+    fn writes(&self) -> bool {
+        self.collective.rank() == 0
+    }
+
+    /// `write` on rank 0, its outcome agreed by every rank (so that a
+    /// failed write stops all of them, and the others wait for it).
+    fn written<T>(&self, what: &str, write: impl FnOnce() -> Result<T>) -> Result<Option<T>> {
+        let done = if self.writes() {
+            write().map(Some)
+        } else {
+            Ok(None)
+        };
+        agree(self.collective.as_ref(), what, done)
     }
 
     /// Tells every observer (not the log) how far a pass has come.
@@ -149,7 +201,6 @@ impl<C> ContinualTrainer<C> {
         model: &M,
         domains: &[TokenizedDomain],
         general: Option<&[Vec<u32>]>,
-        device: &burn::tensor::Device,
     ) -> Result<Vec<f32>>
     where
         M: ContinualModel<B>,
@@ -161,7 +212,7 @@ impl<C> ContinualTrainer<C> {
             model,
             domains,
             general,
-            device,
+            self.collective.as_ref(),
             &mut |d, n| Self::progress(&mut self.observers, "evaluation", d, n),
         )
     }
@@ -171,10 +222,9 @@ impl<C> ContinualTrainer<C> {
     /// saved file's name.
     fn importance<M, B>(
         &mut self,
-        log: &mut JsonlLog,
+        log: &mut Option<JsonlLog>,
         model: &M,
         on: &TokenizedDomain,
-        device: &burn::tensor::Device,
         domain: Option<usize>,
     ) -> Result<String>
     where
@@ -199,14 +249,18 @@ impl<C> ContinualTrainer<C> {
             &self.collate,
             model,
             &on.train,
-            device,
             domain,
+            self.collective.as_ref(),
             &mut |d, n| Self::progress(&mut self.observers, what, d, n),
         )?;
-        imp.save(checkpoint::importance_dir(&self.out).join(&name))?;
-        if let Some(stability) = stability {
-            eval::record_stability(&self.out, label, stability)?;
-        }
+        let path = checkpoint::importance_dir(&self.out).join(&name);
+        self.written("writing the importance", || {
+            imp.save(&path)?;
+            match stability {
+                Some(stability) => eval::record_stability(&self.out, label, stability),
+                None => Ok(()),
+            }
+        })?;
         self.notify(log, |o| o.on_importance(label, &imp));
         Ok(name)
     }
@@ -236,7 +290,7 @@ impl<C> ContinualTrainer<C> {
     ) -> Result<Outcome<M>>
     where
         M: ContinualModel<B> + 'static,
-        B: TokenCount,
+        B: TokenCount + Shard,
         C: Collate<B>,
     {
         self.run_with_plugins(model, domains, general, resume, Vec::new())
@@ -254,11 +308,14 @@ impl<C> ContinualTrainer<C> {
     ) -> Result<Outcome<M>>
     where
         M: ContinualModel<B> + 'static,
-        B: TokenCount,
+        B: TokenCount + Shard,
         C: Collate<B>,
     {
         self.check_inputs(domains, general)?;
+        self.check_ranks()?;
         check_gates(&self.config, &model.gate_layout())?;
+        let collective = self.collective.clone();
+        let c = collective.as_ref();
         let device = model_device(&model)?;
         if !device.is_autodiff() {
             return Err(Error::InvalidConfig(
@@ -290,11 +347,36 @@ impl<C> ContinualTrainer<C> {
         };
         let names: Vec<String> = domains.iter().map(|d| d.name.clone()).collect();
         let importance_dir = checkpoint::importance_dir(&self.out);
-        let prepared = checkpoint::prepare(&self.out, &identity, resume)?;
+        if c.size() > 1 {
+            let mut what = serde_json::to_vec(&identity).map_err(|e| Error::Serialization {
+                what: "the run's identity".into(),
+                reason: e.to_string(),
+            })?;
+            what.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
+            what.push(u8::from(resume));
+            what.extend_from_slice(self.out.to_string_lossy().as_bytes());
+            check_same(c, "the run (method, data, model, version, folder)", &what)?;
+        }
+        // Rank 0 checks (and on resume tidies) the folder; the others then
+        // find the same checkpoint in it.
+        let prepared = self
+            .written("checking the run folder", || {
+                checkpoint::prepare(&self.out, &identity, resume)
+            })?
+            .flatten();
+        let prepared = match (self.writes(), resume) {
+            (false, true) => checkpoint::found(&self.out, &identity)?,
+            _ => prepared,
+        };
+        let at = prepared
+            .as_ref()
+            .map(|(_, dir)| dir.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        check_same(c, "the checkpoint to resume from", at.as_bytes())?;
         let restored = match prepared {
             Some(found) => {
                 let at = found.1.clone();
-                let (m, state, optim) = checkpoint::restore(
+                let restored = checkpoint::restore(
                     &self.config,
                     &self.out,
                     &names,
@@ -302,12 +384,15 @@ impl<C> ContinualTrainer<C> {
                     found,
                     &device,
                     &mut plugins,
-                )?;
-                (m, Some((state, at, optim)))
+                );
+                let (m, state, optim) = agree(c, "restoring the checkpoint", restored)?;
+                (broadcast_weights(c, m)?, Some((state, at, optim)))
             }
-            None => (model, None),
+            None => (broadcast_weights(c, model)?, None),
         };
-        let mut log = JsonlLog::open(self.out.join("log.jsonl"))?;
+        let mut log = self.written("opening the log", || {
+            JsonlLog::open(self.out.join("log.jsonl"))
+        })?;
         // The optimizer a mid-domain checkpoint resumes with, its state checked.
         let mut resumed_optim = None;
         let (mut model, mut state) = match restored {
@@ -319,12 +404,14 @@ impl<C> ContinualTrainer<C> {
                 (m, state)
             }
             (model, None) => {
-                std::fs::create_dir_all(&importance_dir).map_err(|source| Error::Io {
-                    path: importance_dir.clone(),
-                    source,
+                self.written("writing the run's config", || {
+                    std::fs::create_dir_all(&importance_dir).map_err(|source| Error::Io {
+                        path: importance_dir.clone(),
+                        source,
+                    })?;
+                    self.config.save(self.out.join("config.json"))
                 })?;
-                self.config.save(self.out.join("config.json"))?;
-                let base = self.held_out(&model, domains, general, &device)?;
+                let base = self.held_out(&model, domains, general)?;
                 self.notify(&mut log, |o| {
                     o.on_eval("base", &columns(general.is_some(), &names), &base)
                 });
@@ -356,16 +443,14 @@ impl<C> ContinualTrainer<C> {
                 && state.importances.is_empty()
             {
                 let name = match self.config.general_proxy {
-                    GeneralProxy::DropoutKl => {
-                        self.importance(&mut log, &model, domain, &device, None)?
-                    }
+                    GeneralProxy::DropoutKl => self.importance(&mut log, &model, domain, None)?,
                     GeneralProxy::CorpusLoss => {
                         let corpus = TokenizedDomain {
                             name: "general".into(),
                             train: self.general_train.clone(),
                             held_out: Vec::new(),
                         };
-                        self.importance(&mut log, &model, &corpus, &device, None)?
+                        self.importance(&mut log, &model, &corpus, None)?
                     }
                 };
                 state.importances.push(name);
@@ -417,13 +502,12 @@ impl<C> ContinualTrainer<C> {
                 }
                 device.seed(seed);
                 let batch = self.collate.collate(&rows, seed, &device)?;
-                let mut loss = model.loss(&batch, None)?;
-                for p in plugins.iter_mut() {
-                    if let Some(term) = p.loss_term(&model, &batch)? {
-                        loss = loss + term;
-                    }
-                }
-                let value = loss.clone().into_scalar::<f32>();
+                let (value, grads) = if c.size() == 1 {
+                    whole_step(&model, &batch, &mut plugins)?
+                } else {
+                    let stepped = shard_step(c, &model, &batch, &mut plugins);
+                    agree(c, "a training step", stepped)?
+                };
                 if !value.is_finite() {
                     return Err(Error::NonFinite {
                         what: format!(
@@ -436,8 +520,7 @@ impl<C> ContinualTrainer<C> {
                     });
                 }
                 let lr = self.config.lr_at(step);
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                if lr > 0.0 {
+                if let (true, Some(grads)) = (lr > 0.0, grads) {
                     optim.step(lr, &mut model, grads)?;
                 }
                 let event = StepEvent {
@@ -460,23 +543,28 @@ impl<C> ContinualTrainer<C> {
                         domain: t,
                         step: step + 1,
                     };
-                    let bytes =
-                        optim
-                            .optimizer()
-                            .into_bytes()
-                            .map_err(|e| Error::Serialization {
-                                what: "the optimizer state".into(),
-                                reason: format!("{e:?}"),
-                            })?;
-                    state.optimizer = Some(bytes.to_vec());
-                    let path = checkpoint::save(&self.out, &model, &identity, &state, &plugins)?;
-                    state.optimizer = None;
-                    self.notify(&mut log, |o| o.on_checkpoint(&path));
+                    let path = self.written("writing a checkpoint", || {
+                        let bytes =
+                            optim
+                                .optimizer()
+                                .into_bytes()
+                                .map_err(|e| Error::Serialization {
+                                    what: "the optimizer state".into(),
+                                    reason: format!("{e:?}"),
+                                })?;
+                        state.optimizer = Some(bytes.to_vec());
+                        let path = checkpoint::save(&self.out, &model, &identity, &state, &plugins);
+                        state.optimizer = None;
+                        path
+                    })?;
+                    if let Some(path) = path {
+                        self.notify(&mut log, |o| o.on_checkpoint(&path));
+                    }
                 }
             }
 
             if self.config.domain_importance {
-                let name = self.importance(&mut log, &model, domain, &device, Some(t))?;
+                let name = self.importance(&mut log, &model, domain, Some(t))?;
                 state.importances.retain(|n| n != &name);
                 state.importances.push(name);
             }
@@ -490,35 +578,57 @@ impl<C> ContinualTrainer<C> {
             for p in plugins.iter_mut() {
                 p.after_domain(&model, &ends)?;
             }
-            let row = self.held_out(&model, domains, general, &device)?;
+            let row = self.held_out(&model, domains, general)?;
             self.notify(&mut log, |o| {
                 o.on_eval(&domain.name, &columns(general.is_some(), &names), &row)
             });
             state.results.push(row)?;
-            if let Some(acc) = accumulated(&importance_dir, &state.importances)? {
-                plot::write_importance(
-                    &acc,
-                    &self
-                        .out
-                        .join(format!("importance-after-{}.svg", domain.name)),
-                )?;
-            }
+            let picture = self
+                .out
+                .join(format!("importance-after-{}.svg", domain.name));
+            self.written("drawing the importance", || {
+                match accumulated(&importance_dir, &state.importances)? {
+                    Some(acc) => plot::write_importance(&acc, &picture),
+                    None => Ok(()),
+                }
+            })?;
             self.notify(&mut log, |o| o.on_domain_end(&domain.name));
             state.position = Position {
                 domain: t + 1,
                 step: 0,
             };
-            let path = checkpoint::save(&self.out, &model, &identity, &state, &plugins)?;
-            self.notify(&mut log, |o| o.on_checkpoint(&path));
+            let path = self.written("writing a checkpoint", || {
+                checkpoint::save(&self.out, &model, &identity, &state, &plugins)
+            })?;
+            if let Some(path) = path {
+                self.notify(&mut log, |o| o.on_checkpoint(&path));
+            }
         }
 
-        eval::write_results(&self.out, &state.results)?;
+        self.written("writing the results", || {
+            eval::write_results(&self.out, &state.results)
+        })?;
         let importance = accumulated(&importance_dir, &state.importances)?;
         Ok(Outcome {
             model,
             results: state.results,
             importance,
         })
+    }
+
+    /// Refuses what data parallelism cannot split.
+    fn check_ranks(&self) -> Result<()> {
+        let size = self.collective.size();
+        if size == 1 {
+            return Ok(());
+        }
+        if self.config.batch_size < size {
+            return Err(Error::InvalidConfig(format!(
+                "a batch of {} rows cannot be split across {size} ranks: every rank needs a row",
+                self.config.batch_size
+            )));
+        }
+        Ok(())
     }
 
     fn check_inputs(
@@ -576,4 +686,80 @@ impl<C> ContinualTrainer<C> {
         }
         Ok(())
     }
+}
+
+/// One process's training step on the whole batch: the loss's value, and
+/// its gradients when it is finite.
+fn whole_step<M, B>(
+    model: &M,
+    batch: &B,
+    plugins: &mut [Box<dyn Plugin<M, B>>],
+) -> Result<(f32, Option<GradientsParams>)>
+where
+    M: ContinualModel<B>,
+{
+    let mut loss = model.loss(batch, None)?;
+    for p in plugins.iter_mut() {
+        if let Some(term) = p.loss_term(model, batch)? {
+            loss = loss + term;
+        }
+    }
+    let value = loss.clone().into_scalar::<f32>();
+    if !value.is_finite() {
+        return Ok((value, None));
+    }
+    Ok((
+        value,
+        Some(GradientsParams::from_grads(loss.backward(), model)),
+    ))
+}
+
+/// One rank's part of a data-parallel training step: its rows of the
+/// collated batch, its share of the loss (the objective weighted by its
+/// share of the objective's terms, and each plugin's share), backward, and
+/// one all-reduce of the gradients with the loss. Every rank gets the whole
+/// batch's loss and gradients (none when the loss is not finite).
+fn shard_step<M, B>(
+    c: &dyn Collective,
+    model: &M,
+    batch: &B,
+    plugins: &mut [Box<dyn Plugin<M, B>>],
+) -> Result<(f32, Option<GradientsParams>)>
+where
+    M: ContinualModel<B>,
+    B: Shard,
+{
+    let total_rows = batch.rows();
+    let rows = split(total_rows, c.rank(), c.size());
+    let terms = batch.row_terms()?;
+    let whole: usize = terms.iter().sum();
+    let own: usize = terms[rows.clone()].iter().sum();
+    let part = batch.shard(rows.clone())?;
+    // Rows without any objective term still draw the random numbers (the
+    // dropout seeds) one process would: on a stand-in row, weighted 0.
+    let stand_in = match (own, terms.iter().position(|&t| t > 0)) {
+        (0, Some(r)) => Some(batch.shard(r..r + 1)?),
+        _ => None,
+    };
+    let weighted = stand_in.as_ref().unwrap_or(&part);
+    let weight = own as f32 / whole.max(1) as f32;
+    let _window = RowWindow::open(rows.clone());
+    let mut loss = model.loss(weighted, None)?.mul_scalar(weight);
+    let share = RankShare {
+        collective: c,
+        rows,
+        total_rows,
+        batch: &part,
+        weighted,
+        weight,
+    };
+    for p in plugins.iter_mut() {
+        if let Some(term) = p.loss_term_shard(model, &share)? {
+            loss = loss + term;
+        }
+    }
+    let mut value = [loss.clone().into_scalar::<f32>()];
+    let grads = GradientsParams::from_grads(loss.backward(), model);
+    let grads = all_reduce_gradients(c, model, grads, &mut value)?;
+    Ok((value[0], value[0].is_finite().then_some(grads)))
 }

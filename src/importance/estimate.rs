@@ -4,6 +4,7 @@ use burn::module::Module;
 use burn::tensor::Device;
 
 use super::stability::{GateStability, spearman};
+use crate::distributed::Collective;
 use crate::error::{Error, Result};
 use crate::gate::{GateLayout, Gates, SoftMaskable, TokenCount};
 use crate::importance::proxy::{ImportanceProxy, frozen};
@@ -74,6 +75,9 @@ pub struct ImportanceEstimator {
     /// odd-numbered batches, for [`split_half`](Self::split_half).
     halves: [Vec<Vec<f32>>; 2],
     batches: usize,
+    /// With [`deferred`](Self::deferred): each batch's gradients by number,
+    /// added in order by [`reduce`](Self::reduce).
+    deferred: Option<Vec<(usize, Vec<Vec<f32>>)>>,
 }
 
 impl ImportanceEstimator {
@@ -100,6 +104,7 @@ impl ImportanceEstimator {
             tokens: 0,
             halves: [zeros.clone(), zeros],
             batches: 0,
+            deferred: None,
         })
     }
 
@@ -164,7 +169,18 @@ impl ImportanceEstimator {
             }
             batch_grads.push(values);
         }
-        let half = &mut self.halves[self.batches % 2];
+        match &mut self.deferred {
+            Some(kept) => kept.push((self.batches, batch_grads)),
+            None => self.add(self.batches, &batch_grads),
+        }
+        self.tokens += batch.token_count();
+        self.batches += 1;
+        Ok(loss.into_scalar::<f32>())
+    }
+
+    /// Adds batch number `index`'s gate gradients.
+    fn add(&mut self, index: usize, batch_grads: &[Vec<f32>]) {
+        let half = &mut self.halves[index % 2];
         for (((g, run), tot), h) in batch_grads
             .iter()
             .zip(&mut self.running)
@@ -191,9 +207,74 @@ impl ImportanceEstimator {
                 }
             }
         }
-        self.tokens += batch.token_count();
+    }
+
+    /// Keeps every batch's gate gradients until [`reduce`](Self::reduce),
+    /// which adds them in batch order: what a data-parallel estimate needs
+    /// to equal one process's bit for bit (the sums run in the same order).
+    /// Costs a copy of the gates per batch.
+    pub fn deferred(mut self) -> Self {
+        self.deferred = Some(Vec::new());
+        self
+    }
+
+    /// Counts a batch that another rank of a data-parallel run estimates
+    /// (rank `r` of `N` takes batches `r`, `r + N`, ...): this rank adds
+    /// nothing for it, but the batches after it keep their numbers. Call
+    /// [`reduce`](Self::reduce) after the last batch.
+    pub fn skip(&mut self) {
         self.batches += 1;
-        Ok(loss.into_scalar::<f32>())
+    }
+
+    /// Gathers the batches of every rank (each taken by one rank, the others
+    /// [`skip`](Self::skip)ping it) and adds them in batch order, with the
+    /// token counts: the importance of N ranks is then that of one process
+    /// over all the batches, bit for bit. Needs [`deferred`](Self::deferred)
+    /// from the start; without it, and on one rank, nothing to do.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for several ranks without
+    /// [`deferred`](Self::deferred); [`Error::Distributed`] when the
+    /// transport fails.
+    pub fn reduce(&mut self, c: &dyn Collective) -> Result<()> {
+        let Some(kept) = self.deferred.take() else {
+            if c.size() == 1 {
+                return Ok(());
+            }
+            return Err(Error::InvalidConfig(
+                "a data-parallel importance estimate keeps its batches: call deferred() \
+                 before the first step"
+                    .into(),
+            ));
+        };
+        let sizes: Vec<usize> = self.layout.specs().iter().map(|s| s.numel()).collect();
+        let n: usize = sizes.iter().sum();
+        let mut all = vec![0f32; self.batches * n];
+        for (index, grads) in &kept {
+            let mut at = index * n;
+            for g in grads {
+                all[at..at + g.len()].copy_from_slice(g);
+                at += g.len();
+            }
+        }
+        // Each slot is one rank's values plus zeros: the sum is exact.
+        c.all_reduce_sum(&mut all)?;
+        let mut tokens = [self.tokens as f64];
+        c.all_reduce_sum_f64(&mut tokens)?;
+        self.tokens = tokens[0] as usize;
+        for index in 0..self.batches {
+            let mut at = index * n;
+            let grads: Vec<Vec<f32>> = sizes
+                .iter()
+                .map(|&len| {
+                    at += len;
+                    all[at - len..at].to_vec()
+                })
+                .collect();
+            self.add(index, &grads);
+        }
+        Ok(())
     }
 
     /// The split-half stability of what has been accumulated: per gate and

@@ -4,7 +4,9 @@ use burn::config::Config;
 use burn::module::{Flag, Module, Param};
 use burn::tensor::{Distribution, Tensor, TensorData};
 
-use softmask_kernels::dropout_mask;
+use softmask_kernels::dropout_mask_from;
+
+use crate::distributed::RowWindow;
 
 use crate::error::{Error, Result};
 
@@ -25,6 +27,9 @@ pub struct DropoutConfig {
 /// runs reproducible) and decides each element by a counter-based hash of the
 /// seed and its index, in parallel; the result does not depend on the number
 /// of threads. Sequences longer than 2³² elements repeat their pattern.
+/// Inside a [`RowWindow`] (one rank's rows of a data-parallel batch), a
+/// batch-major input (`[batch, ...]` or `[batch * seq, ...]`) takes the
+/// mask those rows have in the whole batch.
 #[derive(Module, Debug)]
 pub struct Dropout {
     prob: f64,
@@ -75,7 +80,9 @@ impl Dropout {
                 (acc << 24) ^ (f64::from(v) * 16_777_216.0) as u64
             });
         let shape = input.shape();
-        let mask = dropout_mask(shape.num_elements(), 1.0 - self.prob, seed);
+        let n = shape.num_elements();
+        // A rank's rows of a larger batch take their part of its mask.
+        let mask = dropout_mask_from(RowWindow::offset(n), n, 1.0 - self.prob, seed);
         input * Tensor::<D>::from_data(TensorData::new(mask, shape), &inner)
     }
 }

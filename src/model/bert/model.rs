@@ -6,6 +6,9 @@ use softmask_kernels::log_softmax;
 
 use super::BertConfig;
 use super::layers::{BertEmbeddings, BertLayer, BertMlmHead, LayerGates};
+use std::ops::Range;
+
+use crate::distributed::{Shard, count_per_row, take_rows};
 use crate::error::{Error, Result};
 use crate::gate::TokenCount;
 use crate::gate::{GateLayout, GateSpec, Gates};
@@ -109,6 +112,36 @@ impl BertBatch {
 impl TokenCount for BertBatch {
     fn token_count(&self) -> usize {
         self.real_tokens
+    }
+}
+
+/// Rows of a collated batch, for data-parallel training; the MLM
+/// objective averages over the labelled tokens.
+impl Shard for BertBatch {
+    fn rows(&self) -> usize {
+        self.input_ids.dims()[0]
+    }
+
+    fn shard(&self, rows: Range<usize>) -> Result<BertBatch> {
+        let attention_mask = take_rows(&self.attention_mask, &rows)?;
+        Ok(BertBatch {
+            input_ids: take_rows(&self.input_ids, &rows)?,
+            token_type_ids: take_rows(&self.token_type_ids, &rows)?,
+            labels: self
+                .labels
+                .as_ref()
+                .map(|l| take_rows(l, &rows))
+                .transpose()?,
+            real_tokens: count_per_row(&attention_mask, 0, |m| m == 1)?.iter().sum(),
+            attention_mask,
+        })
+    }
+
+    fn row_terms(&self) -> Result<Vec<usize>> {
+        match &self.labels {
+            Some(labels) => count_per_row(labels, 0, |l| l != -100),
+            None => Ok(vec![0; self.rows()]),
+        }
     }
 }
 

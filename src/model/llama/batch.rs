@@ -3,6 +3,9 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::model::SoftMaskLlama;
+use std::ops::Range;
+
+use crate::distributed::{Shard, count_per_row, take_rows};
 use crate::error::{Error, Result};
 use crate::gate::Gates;
 use crate::gate::{Represent, TokenCount};
@@ -81,6 +84,28 @@ impl CausalBatch {
 impl TokenCount for CausalBatch {
     fn token_count(&self) -> usize {
         self.real_tokens
+    }
+}
+
+/// Rows of a collated batch, for data-parallel training; the causal-LM
+/// objective averages over the positions whose next token is real.
+impl Shard for CausalBatch {
+    fn rows(&self) -> usize {
+        self.input_ids.dims()[0]
+    }
+
+    fn shard(&self, rows: Range<usize>) -> Result<CausalBatch> {
+        let attention_mask = take_rows(&self.attention_mask, &rows)?;
+        Ok(CausalBatch {
+            input_ids: take_rows(&self.input_ids, &rows)?,
+            real_tokens: count_per_row(&attention_mask, 0, |m| m == 1)?.iter().sum(),
+            attention_mask,
+        })
+    }
+
+    /// Position `t` predicts token `t + 1` where that one is real.
+    fn row_terms(&self) -> Result<Vec<usize>> {
+        count_per_row(&self.attention_mask, 1, |m| m == 1)
     }
 }
 
