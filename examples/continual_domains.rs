@@ -154,6 +154,9 @@ struct MethodOptions {
     /// kd's weight on the KL to the model before the domain; 0 turns kd off [default: the preset's]
     #[arg(long, value_name = "LAMBDA")]
     kd_lambda: Option<f64>,
+    /// Gradient accumulation: batches averaged into each optimizer step [default: the preset's]
+    #[arg(long, value_name = "K")]
+    accumulate: Option<usize>,
     /// The fraction of every batch's rows replayed from --general-train (or the general corpus's training split) [default: the preset's]
     #[arg(long, value_name = "F")]
     replay_fraction: Option<f64>,

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
 use burn::tensor::{DType, Tensor};
 
 /// Parameter ids of a module, in visiting order.
@@ -34,6 +35,46 @@ pub(crate) fn shapes<M: Module>(model: &M) -> Vec<Vec<usize>> {
 
 /// `model` with the parameter ids `ids` (same structure), so optimizer state
 /// and masks keyed by id apply to it.
+/// `acc + weight · g`, parameter by parameter (gradient accumulation);
+/// with no `acc` yet, `weight · g` (and `g` itself for weight 1).
+pub(crate) fn add_scaled<M: Module>(
+    model: &M,
+    acc: Option<GradientsParams>,
+    mut g: GradientsParams,
+    weight: f32,
+) -> GradientsParams {
+    struct Add<'a> {
+        acc: Option<GradientsParams>,
+        g: &'a mut GradientsParams,
+        out: GradientsParams,
+        weight: f32,
+    }
+    impl ModuleVisitor for Add<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let mine = self.g.remove::<D>(param.id).map(|g| match self.weight {
+                1.0 => g,
+                w => g.mul_scalar(w),
+            });
+            let before = self.acc.as_mut().and_then(|a| a.remove::<D>(param.id));
+            let sum = match (before, mine) {
+                (Some(a), Some(g)) => Some(a + g),
+                (a, g) => a.or(g),
+            };
+            if let Some(sum) = sum {
+                self.out.register::<D>(param.id, sum);
+            }
+        }
+    }
+    let mut add = Add {
+        acc,
+        g: &mut g,
+        out: GradientsParams::new(),
+        weight,
+    };
+    model.visit(&mut add);
+    add.out
+}
+
 pub(crate) fn with_ids<M: Module>(model: M, ids: &[ParamId]) -> M {
     struct Give<'a> {
         ids: &'a [ParamId],

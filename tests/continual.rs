@@ -537,3 +537,52 @@ fn das_oracle_estimates_the_general_importance_on_the_general_corpus() {
     assert!(c.uses_general_corpus() && c.control == Control::Uniform);
     assert_eq!(c.general_proxy, GeneralProxy::CorpusLoss);
 }
+
+/// Records every step's loss and tokens.
+struct Steps(std::rc::Rc<std::cell::RefCell<Vec<(f32, usize)>>>);
+
+impl Observer for Steps {
+    fn on_step(&mut self, e: &StepEvent) {
+        self.0.borrow_mut().push((e.loss, e.tokens));
+    }
+}
+
+/// With gradient accumulation k, step s runs batches k·s .. k·s + k - 1 of
+/// the domain, exactly as k steps without it would (same rows, masks and
+/// dropout), and reports their mean loss and their tokens. A learning rate
+/// of 1e-30 keeps the model fixed, so the two runs' losses can be compared.
+#[test]
+fn gradient_accumulation_averages_the_next_k_batches() {
+    let device = devices().remove(0).1;
+    let steps = |accumulate: usize, per_domain: usize| {
+        let mut c = quick("ncl");
+        c.lr = 1e-30; // no float32 weight moves
+        c.accumulate = accumulate;
+        c.steps_per_domain = per_domain;
+        let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let out = temp_dir(&format!("accumulate-{accumulate}"));
+        ContinualTrainer::new(c, collate(), &out)
+            .unwrap()
+            .with_observer(Box::new(Steps(seen.clone())))
+            .run(tiny(&device), &domains(), None, false)
+            .unwrap();
+        std::fs::remove_dir_all(&out).unwrap();
+        seen.take()
+    };
+    let one = steps(1, 6);
+    let three = steps(3, 2);
+    assert_eq!(three.len(), 4);
+    for (s, &(loss, tokens)) in three.iter().enumerate() {
+        let part = &one[3 * s..3 * s + 3];
+        let mean = part.iter().map(|p| p.0).sum::<f32>() / 3.0;
+        assert!(
+            (loss - mean).abs() <= 1e-6 * mean.abs(),
+            "step {s}: {loss} vs {mean}"
+        );
+        assert_eq!(tokens, part.iter().map(|p| p.1).sum::<usize>());
+        assert_eq!(tokens, 3 * 2 * 16);
+    }
+    let mut bad = quick("ncl");
+    bad.accumulate = 0;
+    assert!(matches!(bad.validate(), Err(Error::InvalidConfig(_))));
+}

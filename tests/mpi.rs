@@ -337,6 +337,25 @@ fn gradients<K: Case>(case: &K, world: &Rc<Mpi>, checks: &mut Checks) {
     }
 }
 
+/// DAS with gradient accumulation over 3 batches: as one process's with it.
+fn accumulated<K: Case>(case: &K, world: &Rc<Mpi>, checks: &mut Checks) {
+    let c: Rc<dyn Collective> = world.clone();
+    let mut config = config("das");
+    config.accumulate = 3;
+    let what = format!(
+        "{} das accumulating 3 batches on {} ranks",
+        case.name(),
+        c.size()
+    );
+    match alone_and_together(case, &c, &config, &format!("{}-acc", case.name())) {
+        (Ok(want), Ok(got), _) => checks.same(&what, &got, &want),
+        _ => checks.holds(&format!("{what}: both runs finish"), false),
+    }
+    if c.rank() == 0 {
+        println!("ok: {what}");
+    }
+}
+
 /// DAS with PyTorch's epsilon: the result matrix as one process's.
 fn pytorch_epsilon<K: Case>(case: &K, world: &Rc<Mpi>, checks: &mut Checks) {
     let c: Rc<dyn Collective> = world.clone();
@@ -403,6 +422,8 @@ fn main() -> ExitCode {
     gradients(&Decoder, &world, &mut checks);
     every_preset(&Bert, &world, &mut checks);
     every_preset(&Decoder, &world, &mut checks);
+    accumulated(&Bert, &world, &mut checks);
+    accumulated(&Decoder, &world, &mut checks);
     pytorch_epsilon(&Bert, &world, &mut checks);
     pytorch_epsilon(&Decoder, &world, &mut checks);
     let mut failed = [checks.failed as f64];

@@ -64,6 +64,11 @@ pub enum OptimizerKind {
     },
 }
 
+/// One (no gradient accumulation), for configurations saved without it.
+fn one() -> usize {
+    1
+}
+
 /// AdamW's default epsilon, PyTorch's.
 fn adamw_epsilon() -> f64 {
     1e-8
@@ -189,6 +194,12 @@ pub struct MethodConfig {
     pub steps_per_domain: usize,
     /// Chunks per training batch.
     pub batch_size: usize,
+    /// Gradient accumulation: batches (of `batch_size` chunks each) whose
+    /// gradients are averaged into each optimizer step; 1 for none. Over
+    /// several ranks the gradients cross between them once per step, so a
+    /// larger value amortises that copy.
+    #[serde(default = "one")]
+    pub accumulate: usize,
     /// Tokens per chunk.
     pub seq_len: usize,
     /// Batches for each importance estimate (and each Fisher estimate).
@@ -288,6 +299,7 @@ impl MethodConfig {
             steps_per_domain: 200,
             batch_size: 8,
             seq_len: 128,
+            accumulate: 1,
             importance_batches: 16,
             importance_batch_size: None,
             normalization: Normalization::Reference,
@@ -444,6 +456,7 @@ impl MethodConfig {
         for (what, v) in [
             ("steps_per_domain", self.steps_per_domain),
             ("batch_size", self.batch_size),
+            ("accumulate", self.accumulate),
             ("seq_len", self.seq_len),
             ("importance_batches", self.importance_batches),
             (

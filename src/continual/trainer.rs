@@ -482,33 +482,41 @@ impl<C> ContinualTrainer<C> {
 
             for step in start..self.config.steps_per_domain {
                 let began = Instant::now();
-                let seed = mix(self.config.seed, &[TRAIN, t as u64, step as u64]);
-                let replayed = self.config.replay_rows();
-                let mut rows = batch_rows(
-                    &domain.train,
-                    self.config.batch_size - replayed,
-                    step,
-                    mix(self.config.seed, &[t as u64]),
-                );
-                if replayed > 0 {
-                    // One stream over the replay corpus, on across domains.
-                    let at = t * self.config.steps_per_domain + step;
-                    rows.extend(batch_rows(
-                        &self.general_train,
-                        replayed,
-                        at,
-                        mix(self.config.seed, &[REPLAY, 0]),
-                    ));
+                let k = self.config.accumulate;
+                let (mut value, mut grads, mut tokens) = (0f32, None, 0);
+                let mut finite = true;
+                for j in 0..k {
+                    let batch = self.step_batch(domain, t, step * k + j, &device)?;
+                    tokens += batch.token_count();
+                    let (v, g) = if c.size() == 1 {
+                        whole_step(&model, &batch, &mut plugins)?
+                    } else {
+                        let share = shard_share(c, &model, &batch, &mut plugins);
+                        let (v, g) = agree(c, "a training step", share)?;
+                        (v, Some(g))
+                    };
+                    // k batches average; one batch stays as it is.
+                    let weight = 1.0 / k as f32;
+                    value += if k == 1 { v } else { v * weight };
+                    match g {
+                        Some(g) if finite => {
+                            grads = Some(params::add_scaled(&model, grads, g, weight))
+                        }
+                        _ => finite = false,
+                    }
                 }
-                device.seed(seed);
-                let batch = self.collate.collate(&rows, seed, &device)?;
-                let (value, grads) = if c.size() == 1 {
-                    whole_step(&model, &batch, &mut plugins)?
-                } else {
-                    let stepped = shard_step(c, &model, &batch, &mut plugins);
-                    agree(c, "a training step", stepped)?
-                };
-                if !value.is_finite() {
+                if c.size() > 1 {
+                    let mut sum = [value];
+                    let reduced = all_reduce_gradients(
+                        c,
+                        &model,
+                        grads.unwrap_or_else(GradientsParams::new),
+                        &mut sum,
+                    )?;
+                    value = sum[0];
+                    grads = Some(reduced);
+                }
+                if !value.is_finite() || !finite {
                     return Err(Error::NonFinite {
                         what: format!(
                             "training loss ({value}) of domain {:?} at step {}; the last \
@@ -520,7 +528,7 @@ impl<C> ContinualTrainer<C> {
                     });
                 }
                 let lr = self.config.lr_at(step);
-                if let (true, Some(grads)) = (lr > 0.0, grads) {
+                if let (true, Some(grads)) = (lr > 0.0 && finite, grads) {
                     optim.step(lr, &mut model, grads)?;
                 }
                 let event = StepEvent {
@@ -530,7 +538,7 @@ impl<C> ContinualTrainer<C> {
                     steps: self.config.steps_per_domain,
                     loss: value,
                     lr,
-                    tokens: batch.token_count(),
+                    tokens,
                     seconds: began.elapsed().as_secs_f64(),
                 };
                 self.notify(&mut log, |o| o.on_step(&event));
@@ -614,6 +622,40 @@ impl<C> ContinualTrainer<C> {
             results: state.results,
             importance,
         })
+    }
+
+    /// Training batch number `at` of domain `t` (with its replayed rows),
+    /// collated whole, the device seeded for it.
+    fn step_batch<B>(
+        &self,
+        domain: &TokenizedDomain,
+        t: usize,
+        at: usize,
+        device: &burn::tensor::Device,
+    ) -> Result<B>
+    where
+        C: Collate<B>,
+    {
+        let seed = mix(self.config.seed, &[TRAIN, t as u64, at as u64]);
+        let replayed = self.config.replay_rows();
+        let mut rows = batch_rows(
+            &domain.train,
+            self.config.batch_size - replayed,
+            at,
+            mix(self.config.seed, &[t as u64]),
+        );
+        if replayed > 0 {
+            // One stream over the replay corpus, on across domains.
+            let per_domain = self.config.steps_per_domain * self.config.accumulate;
+            rows.extend(batch_rows(
+                &self.general_train,
+                replayed,
+                t * per_domain + at,
+                mix(self.config.seed, &[REPLAY, 0]),
+            ));
+        }
+        device.seed(seed);
+        self.collate.collate(&rows, seed, device)
     }
 
     /// Refuses what data parallelism cannot split.
@@ -714,17 +756,17 @@ where
     ))
 }
 
-/// One rank's part of a data-parallel training step: its rows of the
-/// collated batch, its share of the loss (the objective weighted by its
-/// share of the objective's terms, and each plugin's share), backward, and
-/// one all-reduce of the gradients with the loss. Every rank gets the whole
-/// batch's loss and gradients (none when the loss is not finite).
-fn shard_step<M, B>(
+/// One rank's part of a data-parallel training step on a batch: its rows
+/// of the collated batch, its share of the loss (the objective weighted by
+/// its share of the objective's terms, and each plugin's share) and its
+/// gradients. Summed over the ranks (one all-reduce, after every batch of
+/// the step), the shares give the whole batch's loss and gradients.
+fn shard_share<M, B>(
     c: &dyn Collective,
     model: &M,
     batch: &B,
     plugins: &mut [Box<dyn Plugin<M, B>>],
-) -> Result<(f32, Option<GradientsParams>)>
+) -> Result<(f32, GradientsParams)>
 where
     M: ContinualModel<B>,
     B: Shard,
@@ -758,8 +800,6 @@ where
             loss = loss + term;
         }
     }
-    let mut value = [loss.clone().into_scalar::<f32>()];
-    let grads = GradientsParams::from_grads(loss.backward(), model);
-    let grads = all_reduce_gradients(c, model, grads, &mut value)?;
-    Ok((value[0], value[0].is_finite().then_some(grads)))
+    let value = loss.clone().into_scalar::<f32>();
+    Ok((value, GradientsParams::from_grads(loss.backward(), model)))
 }
