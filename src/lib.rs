@@ -14,7 +14,9 @@
 //!    soft-masked ([`GateLayout`], [`Gates`], [`SoftMaskable`] with
 //!    [`Governed`], [`TokenCount`], [`Represent`]). Beside it the utilities
 //!    every floor may use: [`error`](Error), [`limits`], [`io`], [`device`],
-//!    and [`gguf`] (llama.cpp's model files, dequantized on demand).
+//!    [`gguf`] (llama.cpp's model files, dequantized on demand) and
+//!    [`distributed`] (data parallelism: the [`distributed::Collective`]
+//!    seam, MPI with the feature `mpi`).
 //! 1. [`data`]: text to ids ([`Tokenizer`], [`WordTokenizer`]), fixed-length
 //!    chunks ([`GroupedDataset`]), seeded batches ([`LabelledBatch`]), MLM
 //!    masking ([`MlmMasker`]), the seeded batch order

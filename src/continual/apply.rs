@@ -9,7 +9,7 @@ use super::objective::{Collate, ContinualModel};
 use super::plugin::pass_batch;
 use crate::data::sampling::mix;
 use crate::data::sampling::stream::IMPORTANCE;
-use crate::distributed::Collective;
+use crate::distributed::{Collective, agree};
 use crate::error::{Error, Result};
 use crate::gate::{GateLayout, Gates, TokenCount};
 use crate::importance::Importance;
@@ -121,29 +121,34 @@ where
     let purpose = domain.map_or(0, |t| t as u64 + 1);
     progress(0, c.importance_batches);
     let (rank, size) = (collective.rank(), collective.size());
-    for b in 0..c.importance_batches {
-        if b % size != rank {
-            est.skip();
+    let mut local = || -> Result<()> {
+        for b in 0..c.importance_batches {
+            if b % size != rank {
+                est.skip();
+                progress(b + 1, c.importance_batches);
+                continue;
+            }
+            let batch = pass_batch(
+                collate,
+                chunks,
+                c.importance_batch(),
+                c.seed,
+                &[IMPORTANCE, purpose],
+                b,
+                device,
+            )?;
+            if domain.is_none() && c.general_proxy == GeneralProxy::DropoutKl {
+                est.step(model, &batch, &KlToDropoutCopy)?;
+            } else {
+                let proxy = |m: &M, g: &Gates, b: &B| m.loss(b, Some(g));
+                est.step(model, &batch, &proxy)?;
+            }
             progress(b + 1, c.importance_batches);
-            continue;
         }
-        let batch = pass_batch(
-            collate,
-            chunks,
-            c.importance_batch(),
-            c.seed,
-            &[IMPORTANCE, purpose],
-            b,
-            device,
-        )?;
-        if domain.is_none() && c.general_proxy == GeneralProxy::DropoutKl {
-            est.step(model, &batch, &KlToDropoutCopy)?;
-        } else {
-            let proxy = |m: &M, g: &Gates, b: &B| m.loss(b, Some(g));
-            est.step(model, &batch, &proxy)?;
-        }
-        progress(b + 1, c.importance_batches);
-    }
+        Ok(())
+    };
+    let done = local();
+    agree(collective, "estimating importance", done)?;
     est.reduce(collective)?;
     Ok((
         est.finish(c.normalization)?,

@@ -9,7 +9,7 @@ use super::objective::{Collate, ContinualModel};
 use super::plot;
 use super::results::ResultMatrix;
 use crate::data::sampling::mix;
-use crate::distributed::Collective;
+use crate::distributed::{Collective, agree};
 use crate::error::{Error, Result};
 use crate::importance::estimate::model_device;
 use crate::importance::stability::GateStability;
@@ -56,19 +56,24 @@ where
     // Per column, the sum of row-weighted losses and the rows; rank r
     // takes batches r, r + N, ...
     let mut sums = vec![0f64; 2 * sets.len()];
-    for (col, rows) in sets.iter().enumerate() {
-        for (b, chunk) in rows.chunks(batch_size).enumerate() {
-            done += 1;
-            if b % size == rank {
-                let seed = mix(EVAL_SEED, &[col as u64, b as u64]);
-                let batch = collate.collate(chunk, seed, &inner)?;
-                let loss = valid.loss(&batch, None)?.into_scalar::<f32>();
-                sums[2 * col] += f64::from(loss) * chunk.len() as f64;
-                sums[2 * col + 1] += chunk.len() as f64;
+    let mut local = || -> Result<()> {
+        for (col, rows) in sets.iter().enumerate() {
+            for (b, chunk) in rows.chunks(batch_size).enumerate() {
+                done += 1;
+                if b % size == rank {
+                    let seed = mix(EVAL_SEED, &[col as u64, b as u64]);
+                    let batch = collate.collate(chunk, seed, &inner)?;
+                    let loss = valid.loss(&batch, None)?.into_scalar::<f32>();
+                    sums[2 * col] += f64::from(loss) * chunk.len() as f64;
+                    sums[2 * col + 1] += chunk.len() as f64;
+                }
+                progress(done, total);
             }
-            progress(done, total);
         }
-    }
+        Ok(())
+    };
+    let evaluated = local();
+    agree(collective, "evaluating", evaluated)?;
     collective.all_reduce_sum_f64(&mut sums)?;
     Ok(sums
         .chunks(2)

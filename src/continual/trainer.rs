@@ -455,7 +455,11 @@ impl<C> ContinualTrainer<C> {
                 };
                 state.importances.push(name);
             }
-            let so_far = accumulated(&importance_dir, &state.importances)?;
+            let so_far = agree(
+                c,
+                "reading the importance so far",
+                accumulated(&importance_dir, &state.importances),
+            )?;
             let applied = in_force(&self.config, so_far.as_ref())?;
             let zeros;
             let mask = match &applied {
@@ -476,9 +480,10 @@ impl<C> ContinualTrainer<C> {
                 applied: applied.as_ref(),
                 device: &device,
             };
-            for p in plugins.iter_mut() {
-                p.before_domain(&begins)?;
-            }
+            let began = plugins
+                .iter_mut()
+                .try_for_each(|p| p.before_domain(&begins));
+            agree(c, "starting the domain's plugins", began)?;
 
             for step in start..self.config.steps_per_domain {
                 let began = Instant::now();
@@ -583,9 +588,10 @@ impl<C> ContinualTrainer<C> {
                 device: &device,
                 collate: &self.collate,
             };
-            for p in plugins.iter_mut() {
-                p.after_domain(&model, &ends)?;
-            }
+            let closed = plugins
+                .iter_mut()
+                .try_for_each(|p| p.after_domain(&model, &ends));
+            agree(c, "closing the domain's plugins", closed)?;
             let row = self.held_out(&model, domains, general)?;
             self.notify(&mut log, |o| {
                 o.on_eval(&domain.name, &columns(general.is_some(), &names), &row)

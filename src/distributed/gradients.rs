@@ -57,12 +57,16 @@ pub fn all_reduce_gradients<M: Module>(
             }
         }
     }
+    // Kept between steps: a gradient-sized buffer allocated afresh costs
+    // its page faults every step.
+    let kept = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
     let mut take = Take {
         grads: &mut grads,
-        values: Vec::new(),
+        values: kept,
         found: Vec::new(),
         error: None,
     };
+    take.values.clear();
     model.visit(&mut take);
     let Take {
         mut values,
@@ -108,7 +112,14 @@ pub fn all_reduce_gradients<M: Module>(
         index: 0,
     };
     model.visit(&mut give);
-    Ok(give.grads)
+    let grads = give.grads;
+    SCRATCH.with(|s| *s.borrow_mut() = values);
+    Ok(grads)
+}
+
+thread_local! {
+    /// The flattened gradients of the last all-reduce, for the next one.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The model with rank 0's weights on every rank (at a run's start and on

@@ -1,6 +1,8 @@
 //! [`Mpi`]: the [`Collective`] over MPI (rsmpi), for `mpirun` across
 //! processes, GPUs and hosts (feature `mpi`).
 
+use std::cell::RefCell;
+
 use mpi::collective::SystemOperation;
 use mpi::datatype::Equivalence;
 use mpi::environment::Universe;
@@ -28,6 +30,11 @@ const PIECE: usize = 1 << 28;
 pub struct Mpi {
     world: SimpleCommunicator,
     local_rank: usize,
+    /// The send side of all-reduces, kept between calls: a gradient-sized
+    /// buffer allocated afresh every step costs its page faults every step.
+    send: RefCell<Vec<f32>>,
+    /// The same for double-precision reductions (small: losses, counts).
+    send_f64: RefCell<Vec<f64>>,
     // Dropped last: finalises MPI.
     _universe: Universe,
 }
@@ -57,14 +64,23 @@ impl Mpi {
         Ok(Mpi {
             world,
             local_rank,
+            send: RefCell::new(Vec::new()),
+            send_f64: RefCell::new(Vec::new()),
             _universe: universe,
         })
     }
 
     /// `buf` reduced by `op` over every rank, in pieces MPI's counts hold.
-    fn all_reduce<T: Equivalence + Copy>(&self, buf: &mut [T], op: SystemOperation) -> Result<()> {
+    fn all_reduce<T: Equivalence + Copy>(
+        &self,
+        buf: &mut [T],
+        send: &RefCell<Vec<T>>,
+        op: SystemOperation,
+    ) -> Result<()> {
+        let mut send = send.borrow_mut();
         for piece in buf.chunks_mut(PIECE) {
-            let send = piece.to_vec();
+            send.clear();
+            send.extend_from_slice(piece);
             self.world.all_reduce_into(&send[..], piece, op);
         }
         Ok(())
@@ -91,15 +107,15 @@ impl Collective for Mpi {
     }
 
     fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()> {
-        self.all_reduce(buf, SystemOperation::sum())
+        self.all_reduce(buf, &self.send, SystemOperation::sum())
     }
 
     fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<()> {
-        self.all_reduce(buf, SystemOperation::sum())
+        self.all_reduce(buf, &self.send_f64, SystemOperation::sum())
     }
 
     fn all_reduce_max(&self, buf: &mut [f64]) -> Result<()> {
-        self.all_reduce(buf, SystemOperation::max())
+        self.all_reduce(buf, &self.send_f64, SystemOperation::max())
     }
 
     fn broadcast(&self, buf: &mut [u8], root: usize) -> Result<()> {
