@@ -33,8 +33,6 @@ pub(crate) fn shapes<M: Module>(model: &M) -> Vec<Vec<usize>> {
     s.0
 }
 
-/// `model` with the parameter ids `ids` (same structure), so optimizer state
-/// and masks keyed by id apply to it.
 /// `acc + weight · g`, parameter by parameter (gradient accumulation);
 /// with no `acc` yet, `weight · g` (and `g` itself for weight 1).
 pub(crate) fn add_scaled<M: Module>(
@@ -75,6 +73,8 @@ pub(crate) fn add_scaled<M: Module>(
     add.out
 }
 
+/// `model` with the parameter ids `ids` (same structure), so optimizer state
+/// and masks keyed by id apply to it.
 pub(crate) fn with_ids<M: Module>(model: M, ids: &[ParamId]) -> M {
     struct Give<'a> {
         ids: &'a [ParamId],

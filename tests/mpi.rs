@@ -373,6 +373,33 @@ fn pytorch_epsilon<K: Case>(case: &K, world: &Rc<Mpi>, checks: &mut Checks) {
     }
 }
 
+/// A plugin that fails on one rank only (`fails`): at its `at`-th loss
+/// term, or with no `at` after the first domain.
+struct FailOn {
+    fails: bool,
+    at: Option<usize>,
+    calls: usize,
+}
+
+impl<M, B> Plugin<M, B> for FailOn {
+    fn name(&self) -> &str {
+        "fail-on"
+    }
+    fn loss_term_shard(&mut self, _: &M, _: &RankShare<'_, B>) -> Result<Option<Tensor<1>>> {
+        self.calls += 1;
+        match (self.fails, self.at) {
+            (true, Some(at)) if at == self.calls => Err(Error::BadBatch("injected".into())),
+            _ => Ok(None),
+        }
+    }
+    fn after_domain(&mut self, _: &M, _: &DomainEnd<'_, B>) -> Result<()> {
+        match (self.fails, self.at) {
+            (true, None) => Err(Error::BadBatch("injected after a domain".into())),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Ranks with different seeds, and a loss that turns non-finite: every rank
 /// gets the same kind of error, and none waits forever.
 fn refusals(world: &Rc<Mpi>, checks: &mut Checks) {
@@ -398,6 +425,33 @@ fn refusals(world: &Rc<Mpi>, checks: &mut Checks) {
             &format!("a batch with fewer rows than ranks is refused ({r:?})"),
             matches!(r, Err(Error::InvalidConfig(_))),
         );
+    }
+    // One rank fails in a loss term (after DAS's contrastive gather), or
+    // after a domain: every rank returns an error, none hangs.
+    if c.size() > 1 {
+        for at in [Some(2), None] {
+            let plugin = FailOn {
+                fails: c.rank() == c.size() - 1,
+                at,
+                calls: 0,
+            };
+            let out = shared_dir(c.as_ref(), "fail");
+            let r = Bert
+                .trainer(config("das"), &out)
+                .with_collective(c.clone())
+                .run_with_plugins(
+                    Bert.model(),
+                    &Bert.domains(),
+                    Some(&Bert.general()),
+                    false,
+                    vec![Box::new(plugin)],
+                )
+                .map(|_| ());
+            checks.holds(
+                &format!("one rank's failure ({at:?}) stops every rank ({r:?})"),
+                matches!(r, Err(Error::BadBatch(_) | Error::Distributed(_))),
+            );
+        }
     }
     let mut nan = config("ncl");
     nan.lr = 1e12;

@@ -6,6 +6,7 @@ use softmask_kernels::log_softmax;
 
 use super::objective::ContinualModel;
 use super::plugin::{DomainStart, Plugin, RankShare};
+use crate::distributed::agree;
 use crate::error::{Error, Result};
 use crate::gate::Gates;
 use crate::importance::Importance;
@@ -185,32 +186,46 @@ impl<M: ContinualModel<B>, B> Plugin<M, B> for ContrastivePlugin {
         let Some(view) = &self.view else {
             return Ok(None);
         };
-        let size = share.collective.size();
-        let local = [
-            model.pooled(share.batch, None)?,
-            model.pooled(share.batch, None)?,
-            model.pooled(share.batch, Some(view))?,
-        ];
+        let c = share.collective;
+        let size = c.size();
         if size == 1 {
-            let [z1, z2, z3] = local;
+            let z1 = model.pooled(share.batch, None)?;
+            let z2 = model.pooled(share.batch, None)?;
+            let z3 = model.pooled(share.batch, Some(view))?;
             return contrastive_loss(z1, z2, z3, self.temperature).map(Some);
         }
-        let [rows, hidden] = local[0].dims();
         let (total, first) = (share.total_rows, share.rows.start);
-        if rows != share.rows.len() || first + rows > total {
-            return Err(Error::ShapeMismatch {
-                what: "a rank's contrastive views".into(),
-                expected: format!("{} rows", share.rows.len()),
-                actual: format!("{rows}"),
-            });
-        }
+        // The local views, agreed by every rank before the gather: a rank
+        // that fails here must not leave the others in the all-reduce.
+        let local = (|| {
+            let views = [
+                model.pooled(share.batch, None)?,
+                model.pooled(share.batch, None)?,
+                model.pooled(share.batch, Some(view))?,
+            ];
+            let [rows, _] = views[0].dims();
+            if rows != share.rows.len() || first + rows > total {
+                return Err(Error::ShapeMismatch {
+                    what: "a rank's contrastive views".into(),
+                    expected: format!("{} rows", share.rows.len()),
+                    actual: format!("{rows}"),
+                });
+            }
+            let host = views
+                .iter()
+                .map(|z| Ok(to_host(z.clone().detach())?.values))
+                .collect::<Result<Vec<_>>>()?;
+            Ok((views, host))
+        })();
+        let (local, host) = agree(c, "the contrastive views", local)?;
+        let [rows, hidden] = local[0].dims();
+        // Every rank's hidden size is the model's (the ranks were checked).
         let mut all = vec![0f32; 3 * total * hidden];
-        for (v, z) in local.iter().enumerate() {
-            let values = to_host(z.clone().detach())?.values;
+        for (v, values) in host.iter().enumerate() {
             let at = (v * total + first) * hidden;
-            all[at..at + rows * hidden].copy_from_slice(&values);
+            all[at..at + rows * hidden].copy_from_slice(values);
         }
-        share.collective.all_reduce_sum(&mut all)?;
+        c.all_reduce_sum(&mut all)?;
         let device = local[0].device();
         let whole = |v: usize, z: Tensor<2>| -> Tensor<2> {
             let part = |from: usize, to: usize| {

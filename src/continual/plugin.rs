@@ -75,7 +75,6 @@ impl<B> DomainEnd<'_, B> {
     }
 }
 
-/// Batch `b` of a seeded pass over `chunks` (see [`DomainEnd::batch`]).
 /// One rank's part of a data-parallel training step, for
 /// [`Plugin::loss_term_shard`].
 pub struct RankShare<'a, B> {
@@ -96,6 +95,7 @@ pub struct RankShare<'a, B> {
     pub weight: f32,
 }
 
+/// Batch `b` of a seeded pass over `chunks` (see [`DomainEnd::batch`]).
 pub(crate) fn pass_batch<B>(
     collate: &dyn Collate<B>,
     chunks: &[Vec<u32>],

@@ -130,8 +130,17 @@ impl<C> ContinualTrainer<C> {
     /// - The ranks check at the start that they run the same thing (method,
     ///   data, model shapes, softmask version).
     ///
-    /// Observers see every rank's events: add them on rank 0 only.
-    /// Dropout stays the same as one process's ([`RowWindow`]).
+    /// Observers see every rank's events: add them on rank 0 only. Plugins
+    /// that add loss terms must be the same on every rank; one that only
+    /// reads the model (knowledge probes) may run on rank 0 alone. Dropout
+    /// stays the same as one process's ([`RowWindow`]).
+    ///
+    /// A failure inside the loop (a batch, a loss, a plugin, the gradients,
+    /// importance, evaluation, a write of rank 0's) is agreed at the next
+    /// agreement point, so every rank returns an error there and none waits
+    /// in a collective. A failure outside the loop's reach (the caller's own
+    /// code, an observer that panics) ends its rank alone: end the job then
+    /// (`Mpi::abort`), as `continual_domains --distributed` does.
     pub fn with_collective(mut self, collective: Rc<dyn Collective>) -> Self {
         self.collective = collective;
         self
@@ -311,18 +320,24 @@ impl<C> ContinualTrainer<C> {
         B: TokenCount + Shard,
         C: Collate<B>,
     {
-        self.check_inputs(domains, general)?;
-        self.check_ranks()?;
-        check_gates(&self.config, &model.gate_layout())?;
         let collective = self.collective.clone();
         let c = collective.as_ref();
-        let device = model_device(&model)?;
-        if !device.is_autodiff() {
-            return Err(Error::InvalidConfig(
-                "continual training needs an autodiff device (e.g. Device::flex().autodiff())"
-                    .into(),
-            ));
-        }
+        // Every rank checks its inputs; a rank that fails alone stops all.
+        let checked = (|| {
+            self.check_inputs(domains, general)?;
+            self.check_ranks()?;
+            check_gates(&self.config, &model.gate_layout())?;
+            let device = model_device(&model)?;
+            if !device.is_autodiff() {
+                return Err(Error::InvalidConfig(
+                    "continual training needs an autodiff device (e.g. \
+                     Device::flex().autodiff())"
+                        .into(),
+                ));
+            }
+            Ok(device)
+        })();
+        let device = agree(c, "checking the run's inputs", checked)?;
         let mut plugins = method_plugins::<M, B>(&self.config);
         plugins.extend(extra);
         let identity = RunIdentity {
@@ -365,9 +380,10 @@ impl<C> ContinualTrainer<C> {
             })?
             .flatten();
         let prepared = match (self.writes(), resume) {
-            (false, true) => checkpoint::found(&self.out, &identity)?,
-            _ => prepared,
+            (false, true) => checkpoint::found(&self.out, &identity),
+            _ => Ok(prepared),
         };
+        let prepared = agree(c, "finding the checkpoint", prepared)?;
         let at = prepared
             .as_ref()
             .map(|(_, dir)| dir.to_string_lossy().into_owned())
@@ -491,13 +507,13 @@ impl<C> ContinualTrainer<C> {
                 let (mut value, mut grads, mut tokens) = (0f32, None, 0);
                 let mut finite = true;
                 for j in 0..k {
-                    let batch = self.step_batch(domain, t, step * k + j, &device)?;
+                    let batch = self.step_batch(domain, t, step * k + j, &device);
+                    let batch = agree(c, "collating a batch", batch)?;
                     tokens += batch.token_count();
                     let (v, g) = if c.size() == 1 {
                         whole_step(&model, &batch, &mut plugins)?
                     } else {
-                        let share = shard_share(c, &model, &batch, &mut plugins);
-                        let (v, g) = agree(c, "a training step", share)?;
+                        let (v, g) = shard_share(c, &model, &batch, &mut plugins)?;
                         (v, Some(g))
                     };
                     // k batches average; one batch stays as it is.
@@ -534,7 +550,8 @@ impl<C> ContinualTrainer<C> {
                 }
                 let lr = self.config.lr_at(step);
                 if let (true, Some(grads)) = (lr > 0.0 && finite, grads) {
-                    optim.step(lr, &mut model, grads)?;
+                    let stepped = optim.step(lr, &mut model, grads);
+                    agree(c, "an optimizer step", stepped)?;
                 }
                 let event = StepEvent {
                     domain: domain.name.clone(),
@@ -777,32 +794,47 @@ where
     M: ContinualModel<B>,
     B: Shard,
 {
+    // Every rank passes the same agreement points in the same order, however
+    // far it got: a failure anywhere stops all ranks at the next one, and no
+    // rank is left in a collective the others skip.
     let total_rows = batch.rows();
     let rows = split(total_rows, c.rank(), c.size());
-    let terms = batch.row_terms()?;
-    let whole: usize = terms.iter().sum();
-    let own: usize = terms[rows.clone()].iter().sum();
-    let part = batch.shard(rows.clone())?;
-    // Rows without any objective term still draw the random numbers (the
-    // dropout seeds) one process would: on a stand-in row, weighted 0.
-    let stand_in = match (own, terms.iter().position(|&t| t > 0)) {
-        (0, Some(r)) => Some(batch.shard(r..r + 1)?),
-        _ => None,
-    };
-    let weighted = stand_in.as_ref().unwrap_or(&part);
-    let weight = own as f32 / whole.max(1) as f32;
     let _window = RowWindow::open(rows.clone());
-    let mut loss = model.loss(weighted, None)?.mul_scalar(weight);
+    let local = (|| {
+        let terms = batch.row_terms()?;
+        if terms.len() != total_rows {
+            return Err(Error::BadBatch(format!(
+                "row_terms gave {} rows for a batch of {total_rows}",
+                terms.len()
+            )));
+        }
+        let whole: usize = terms.iter().sum();
+        let own: usize = terms[rows.clone()].iter().sum();
+        let part = batch.shard(rows.clone())?;
+        // Rows without any objective term still draw the random numbers
+        // (the dropout seeds) one process would: on a stand-in row, weighted 0.
+        let stand_in = match (own, terms.iter().position(|&t| t > 0)) {
+            (0, Some(r)) => Some(batch.shard(r..r + 1)?),
+            _ => None,
+        };
+        let weight = own as f32 / whole.max(1) as f32;
+        let loss = model
+            .loss(stand_in.as_ref().unwrap_or(&part), None)?
+            .mul_scalar(weight);
+        Ok((part, stand_in, weight, loss))
+    })();
+    let (part, stand_in, weight, mut loss) = agree(c, "a training step's loss", local)?;
     let share = RankShare {
         collective: c,
         rows,
         total_rows,
         batch: &part,
-        weighted,
+        weighted: stand_in.as_ref().unwrap_or(&part),
         weight,
     };
     for p in plugins.iter_mut() {
-        if let Some(term) = p.loss_term_shard(model, &share)? {
+        let term = p.loss_term_shard(model, &share);
+        if let Some(term) = agree(c, "a plugin's loss term", term)? {
             loss = loss + term;
         }
     }

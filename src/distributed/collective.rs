@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 /// they are, `Mpi` (feature `mpi`) runs them over MPI.
 ///
 /// The crate decides what to reduce and when; an implementation only moves
-/// bytes. A failed transport is an [`Error::Distributed`].
+/// bytes. A transport that reports a failure returns [`Error::Distributed`]
+/// (MPI's default error handler ends the job instead).
 ///
 /// ```
 /// use softmask::distributed::{Collective, SingleProcess};

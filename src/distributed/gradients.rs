@@ -6,7 +6,7 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
 
-use super::collective::{Collective, broadcast_f32};
+use super::collective::{Collective, agree, broadcast_f32, check_same};
 use crate::error::{Error, Result};
 use crate::io::to_host;
 
@@ -74,9 +74,9 @@ pub fn all_reduce_gradients<M: Module>(
         error,
         ..
     } = take;
-    if let Some(e) = error {
-        return Err(e);
-    }
+    // Agreed before the all-reduce: a rank that could not read its
+    // gradients must not leave the others waiting in it.
+    agree(c, "reading the gradients", error.map_or(Ok(()), Err))?;
     let (n_values, n_found) = (values.len(), found.len());
     values.extend(found);
     values.extend_from_slice(extra);
@@ -129,7 +129,8 @@ thread_local! {
 /// # Errors
 ///
 /// [`Error::ReadBack`] when a weight cannot be read back from its device;
-/// [`Error::Distributed`] when the transport fails.
+/// [`Error::Distributed`] when the ranks' models differ in size, or the
+/// transport fails.
 pub fn broadcast_weights<M: Module>(c: &dyn Collective, model: M) -> Result<M> {
     if c.size() == 1 {
         return Ok(model);
@@ -155,10 +156,10 @@ pub fn broadcast_weights<M: Module>(c: &dyn Collective, model: M) -> Result<M> {
         error: None,
     };
     model.visit(&mut take);
-    if let Some(e) = take.error {
-        return Err(e);
-    }
+    agree(c, "reading the weights", take.error.map_or(Ok(()), Err))?;
     let mut values = take.values;
+    let count = (values.len() as u64).to_le_bytes();
+    check_same(c, "the number of weights", &count)?;
     broadcast_f32(c, &mut values)?;
 
     struct Put<'a> {

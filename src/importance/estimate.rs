@@ -78,6 +78,8 @@ pub struct ImportanceEstimator {
     /// With [`deferred`](Self::deferred): each batch's gradients by number,
     /// added in order by [`reduce`](Self::reduce).
     deferred: Option<Vec<(usize, Vec<Vec<f32>>)>>,
+    /// Batches already added when [`deferred`](Self::deferred) was called.
+    deferred_from: usize,
 }
 
 impl ImportanceEstimator {
@@ -105,6 +107,7 @@ impl ImportanceEstimator {
             halves: [zeros.clone(), zeros],
             batches: 0,
             deferred: None,
+            deferred_from: 0,
         })
     }
 
@@ -215,6 +218,7 @@ impl ImportanceEstimator {
     /// Costs a copy of the gates per batch.
     pub fn deferred(mut self) -> Self {
         self.deferred = Some(Vec::new());
+        self.deferred_from = self.batches;
         self
     }
 
@@ -235,9 +239,16 @@ impl ImportanceEstimator {
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] for several ranks without
-    /// [`deferred`](Self::deferred); [`Error::Distributed`] when the
-    /// transport fails.
+    /// [`deferred`](Self::deferred), or with it called after the first
+    /// step; [`Error::Distributed`] when the transport fails.
     pub fn reduce(&mut self, c: &dyn Collective) -> Result<()> {
+        if self.deferred.is_some() && self.deferred_from > 0 {
+            return Err(Error::InvalidConfig(format!(
+                "deferred() came after {} batches, which were added on this rank alone: call \
+                 it before the first step",
+                self.deferred_from
+            )));
+        }
         let Some(kept) = self.deferred.take() else {
             if c.size() == 1 {
                 return Ok(());

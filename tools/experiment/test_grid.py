@@ -242,3 +242,43 @@ class GridReport(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Targeting(unittest.TestCase):
+    """The targeting table: paired t intervals, Holm across its rows, and the
+    equivalence margin stated in grid.py."""
+
+    def shifted(self, control, by):
+        """Results of `control`'s seeds with the general loss after python moved by `by[seed]`."""
+        out = {}
+        for seed in grid.SEEDS3:
+            r = fake_results(control, seed)
+            r["matrix"]["after"][1][0] += by[seed]
+            out[seed] = (r, 60.0)
+        return out
+
+    def test_equivalence_and_holm(self):
+        res = {c: {s: (fake_results(c, s), 60.0) for s in grid.SEEDS3}
+               for c in ["das-permuted", "das-uniform"]}
+        # das = das-permuted + 0.001 +- 0.0005: inside the 0.01 margin; against
+        # das-uniform it differs by the two fake cells' own noise.
+        near = {0: 0.0005, 1: 0.001, 2: 0.0015}
+        res["das"] = self.shifted("das-permuted", near)
+        table = grid.targeting(res)
+        rows = {tuple(c.strip() for c in line.split("|")[1:3]): line.split("|")
+                for line in table.splitlines() if line.startswith("| das |")}
+        row = rows[("das", "das-permuted")]
+        self.assertEqual(row[4].strip(), "+0.0010")
+        self.assertIn("equivalent", row[8])
+        # Holm across the two rows: the larger p stays, the smaller doubles (capped at 1).
+        p = {k: float(v[6]) for k, v in rows.items()}
+        q = {k: float(v[7]) for k, v in rows.items()}
+        lo, hi = sorted(p, key=p.get)
+        self.assertAlmostEqual(q[lo], min(1.0, max(2 * p[lo], 0)), places=3)
+        self.assertAlmostEqual(q[hi], max(q[lo], p[hi]), places=3)
+        self.assertIn(f"±{grid.EQUIVALENCE_MARGIN}", table)
+
+    def test_one_seed_is_not_tested(self):
+        res = {c: {0: (fake_results(c, 0), 60.0)} for c in ["das", "das-permuted"]}
+        table = grid.targeting(res)
+        self.assertIn("needs 2 seeds", table)
