@@ -314,58 +314,72 @@ fn every_preset<K: Case>(case: &K, world: &Rc<Mpi>, checks: &mut Checks) {
 /// One plain SGD step of learning rate 1 from the base model: the weights
 /// move by the summed gradient, which must be one process's.
 fn gradients<K: Case>(case: &K, world: &Rc<Mpi>, checks: &mut Checks) {
-    let c: Rc<dyn Collective> = world.clone();
     let mut config = config("das");
     config.optimizer = OptimizerKind::Sgd { momentum: 0.0 };
     config.lr = 1.0;
     config.steps_per_domain = 1;
     config.warmup_fraction = 0.0;
-    let what = format!(
-        "{} das: the summed gradient on {} ranks",
-        case.name(),
-        c.size()
-    );
     let base = weights(&case.model());
     let moved =
         |e: Ended| -> Vec<f32> { e.weights.iter().zip(&base).map(|(w, b)| w - b).collect() };
-    match alone_and_together(case, &c, &config, &format!("{}-grad", case.name())) {
-        (Ok(want), Ok(got), _) => checks.close(&what, &moved(got), &moved(want)),
-        _ => checks.holds(&format!("{what}: both runs finish"), false),
-    }
-    if c.rank() == 0 {
-        println!("ok: {what}");
-    }
+    compared(
+        case,
+        world,
+        checks,
+        &config,
+        "grad",
+        "the summed gradient",
+        |checks, what, got, want| checks.close(what, &moved(got), &moved(want)),
+    );
 }
 
 /// DAS with gradient accumulation over 3 batches: as one process's with it.
 fn accumulated<K: Case>(case: &K, world: &Rc<Mpi>, checks: &mut Checks) {
-    let c: Rc<dyn Collective> = world.clone();
     let mut config = config("das");
     config.accumulate = 3;
-    let what = format!(
-        "{} das accumulating 3 batches on {} ranks",
-        case.name(),
-        c.size()
+    compared(
+        case,
+        world,
+        checks,
+        &config,
+        "acc",
+        "accumulating 3 batches",
+        |checks, what, got, want| checks.same(what, &got, &want),
     );
-    match alone_and_together(case, &c, &config, &format!("{}-acc", case.name())) {
-        (Ok(want), Ok(got), _) => checks.same(&what, &got, &want),
-        _ => checks.holds(&format!("{what}: both runs finish"), false),
-    }
-    if c.rank() == 0 {
-        println!("ok: {what}");
-    }
 }
 
 /// DAS with PyTorch's epsilon: the result matrix as one process's.
 fn pytorch_epsilon<K: Case>(case: &K, world: &Rc<Mpi>, checks: &mut Checks) {
-    let c: Rc<dyn Collective> = world.clone();
     let mut config = config("das");
     config.optimizer = OptimizerKind::adamw(0.01);
-    let what = format!("{} das (epsilon 1e-8) on {} ranks", case.name(), c.size());
-    match alone_and_together(case, &c, &config, &format!("{}-eps", case.name())) {
-        (Ok(want), Ok(got), _) => {
+    compared(
+        case,
+        world,
+        checks,
+        &config,
+        "eps",
+        "(epsilon 1e-8)",
+        |checks, what, got, want| {
             checks.close(&format!("{what}: result matrix"), &got.matrix, &want.matrix)
-        }
+        },
+    );
+}
+
+/// `config` alone and on every rank (folder tag `tag`), the two compared by
+/// `check`; `how` names the case in the messages.
+fn compared<K: Case>(
+    case: &K,
+    world: &Rc<Mpi>,
+    checks: &mut Checks,
+    config: &MethodConfig,
+    tag: &str,
+    how: &str,
+    check: impl FnOnce(&mut Checks, &str, Ended, Ended),
+) {
+    let c: Rc<dyn Collective> = world.clone();
+    let what = format!("{} das {how} on {} ranks", case.name(), c.size());
+    match alone_and_together(case, &c, config, &format!("{}-{tag}", case.name())) {
+        (Ok(want), Ok(got), _) => check(checks, &what, got, want),
         _ => checks.holds(&format!("{what}: both runs finish"), false),
     }
     if c.rank() == 0 {

@@ -183,17 +183,14 @@ impl<M: ContinualModel<B>, B> Plugin<M, B> for ContrastivePlugin {
         model: &M,
         share: &RankShare<'_, B>,
     ) -> Result<Option<Tensor<1>>> {
-        let Some(view) = &self.view else {
-            return Ok(None);
-        };
         let c = share.collective;
         let size = c.size();
         if size == 1 {
-            let z1 = model.pooled(share.batch, None)?;
-            let z2 = model.pooled(share.batch, None)?;
-            let z3 = model.pooled(share.batch, Some(view))?;
-            return contrastive_loss(z1, z2, z3, self.temperature).map(Some);
+            return Plugin::<M, B>::loss_term(self, model, share.batch);
         }
+        let Some(view) = &self.view else {
+            return Ok(None);
+        };
         let (total, first) = (share.total_rows, share.rows.start);
         // The local views, agreed by every rank before the gather: a rank
         // that fails here must not leave the others in the all-reduce.

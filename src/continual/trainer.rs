@@ -505,7 +505,6 @@ impl<C> ContinualTrainer<C> {
                 let began = Instant::now();
                 let k = self.config.accumulate;
                 let (mut value, mut grads, mut tokens) = (0f32, None, 0);
-                let mut finite = true;
                 for j in 0..k {
                     let batch = self.step_batch(domain, t, step * k + j, &device);
                     let batch = agree(c, "collating a batch", batch)?;
@@ -519,11 +518,10 @@ impl<C> ContinualTrainer<C> {
                     // k batches average; one batch stays as it is.
                     let weight = 1.0 / k as f32;
                     value += if k == 1 { v } else { v * weight };
-                    match g {
-                        Some(g) if finite => {
-                            grads = Some(params::add_scaled(&model, grads, g, weight))
-                        }
-                        _ => finite = false,
+                    // A batch without gradients had a non-finite loss, and so has
+                    // the step: it stops below.
+                    if let Some(g) = g {
+                        grads = Some(params::add_scaled(&model, grads, g, weight));
                     }
                 }
                 if c.size() > 1 {
@@ -537,7 +535,7 @@ impl<C> ContinualTrainer<C> {
                     value = sum[0];
                     grads = Some(reduced);
                 }
-                if !value.is_finite() || !finite {
+                if !value.is_finite() {
                     return Err(Error::NonFinite {
                         what: format!(
                             "training loss ({value}) of domain {:?} at step {}; the last \
@@ -549,7 +547,7 @@ impl<C> ContinualTrainer<C> {
                     });
                 }
                 let lr = self.config.lr_at(step);
-                if let (true, Some(grads)) = (lr > 0.0 && finite, grads) {
+                if let (true, Some(grads)) = (lr > 0.0, grads) {
                     let stepped = optim.step(lr, &mut model, grads);
                     agree(c, "an optimizer step", stepped)?;
                 }
