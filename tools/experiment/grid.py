@@ -1,34 +1,46 @@
 #!/usr/bin/env python3
-"""Does soft-masking protect knowledge? The experiment grid, in one command.
+"""Does soft-masking protect knowledge? The experiment grid, in one command per model.
 
     tools/fetch_minilm.sh && tools/fetch_domains.sh
     python3 tools/experiment/grid.py --write README.md
 
+    tools/fetch_smollm2.sh && tools/fetch_domains.sh
+    python3 tools/experiment/grid.py --profile smollm2 --write README.md
+
 1. Builds `examples/continual_domains` with the README's build (`cargo build`).
-2. Makes the base model once: all-MiniLM-L6-v2 (which ships no MLM head)
-   pre-trained with MLM on the general corpus (fortunes) by the crate, so the
-   model has general knowledge to lose. Its held-out paragraphs are never
-   trained on.
-3. Runs every cell of the grid (methods, controls at equal damping, variants)
-   for its seeds through the same two real domains (Linux kernel docs, then
-   Python docs), each run with one thread (`RAYON_NUM_THREADS=1`): results are
+2. Makes the base model once. `--profile minilm` (the default):
+   all-MiniLM-L6-v2 (which ships no MLM head) pre-trained with MLM on the
+   general corpus (fortunes) by the crate, so the model has general
+   knowledge to lose; its held-out paragraphs are never trained on.
+   `--profile smollm2`: SmolLM2-135M-Instruct as shipped, which knows
+   things; its knowledge is read by a fixed third of the shipped probe set
+   (`base/probes.jsonl`).
+3. Runs every cell of the profile's grid (methods, controls at equal
+   damping, baselines, variants) for its seeds through the same two real
+   domains (Linux kernel docs, then Python docs), seed by seed across the
+   cells, each run with one thread (`RAYON_NUM_THREADS=1`): results are
    bit-identical whatever `--jobs` is. A run whose `results.json` exists with
-   the same command is not run again.
+   the same command is not run again, so a stopped grid resumes.
 4. Aggregates mean +- sd over seeds and paired differences (same seed)
    against NCL and against the cell's two controls into the `--out` folder:
-   `report/experiment.md`, the result-matrix plot `report/experiment.svg`, and
-   `report/experiment-tradeoff.svg`: general change against total domain gain,
-   NCL's learning rates as a line, every cell a point with 95 % t intervals.
-   A partial grid (`--only`, missing runs) writes `report/partial-experiment.*`
-   instead, never replacing a complete report, and lists the missing cells and
-   seeds.
+   `report/experiment.md` (with the targeting table: 95 % t intervals,
+   Holm's correction, equivalence margins stated below; forgetting at equal
+   gain along NCL's learning rates; split-half stability of importance),
+   the result-matrix plot `report/experiment.svg`, and
+   `report/experiment-tradeoff.svg`: each forgetting figure (general change;
+   for SmolLM2 also probe accuracy and margin lost) against total domain
+   gain, NCL's learning rates as a line, every cell a point with 95 % t
+   intervals. A partial grid (`--only`, missing runs) writes
+   `report/partial-experiment.*` instead, never replacing a complete report,
+   and lists the missing cells and seeds.
 5. Only with `--docs` or `--write README.md`, and only from a complete grid,
    writes the published figures `docs/experiment.md` and `docs/experiment.svg`
    (`--docs-dir` elsewhere) and, with `--write`, the table between the README's
-   `experiment:begin/end` markers. A grid of another model takes
-   `--model-tag NAME`: its files are `experiment-NAME.*` and its markers
-   `experiment-NAME:begin/end`, so each model's figures keep their own names.
-   Every file written is printed.
+   `experiment:begin/end` markers. The SmolLM2 profile's files are
+   `experiment-smollm2.*` and its markers `experiment-smollm2:begin/end`
+   (`--model-tag` names another). Every file written is printed.
+6. `--verify LABEL:SEED ...` reruns finished runs into `verify/` and checks
+   that `results.json` (and `knowledge.json`) come out byte for byte the same.
 
 Only the standard library is used.
 """
@@ -48,13 +60,11 @@ import stats  # noqa: E402  (t intervals, Holm's correction)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DOCS = os.path.join(ROOT, "docs")
-# The model the figures are named after: "" for all-MiniLM-L6-v2 (the files
-# `docs/experiment.*`, the markers `experiment:begin/end`); another model's
-# grid takes `--model-tag`, e.g. smollm2 for `docs/experiment-smollm2.*`.
-MODEL_TAG = ""
 BIN = os.path.join(ROOT, "target", "debug", "examples", "continual_domains")
 DOMAINS = os.path.join(ROOT, ".cache", "domains")
 MINILM = os.path.join(ROOT, ".cache", "all-MiniLM-L6-v2")
+SMOLLM2 = os.path.join(ROOT, ".cache", "smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+PROBES = os.path.join(ROOT, "data", "probes", "general_knowledge.jsonl")
 
 # The base model: MLM pre-training of MiniLM on the general corpus.
 BASE_ARGS = [
@@ -64,31 +74,48 @@ BASE_ARGS = [
 ]
 BASE_THREADS = "2"
 
-# What every grid run shares: the domain sequence, sizes and schedule.
-COMMON = [
-    "--domain", "kernel=" + os.path.join(DOMAINS, "linux-doc"),
-    "--domain", "python=" + os.path.join(DOMAINS, "python-doc"),
-    "--general", os.path.join(DOMAINS, "fortunes"),
-    "--steps", "40", "--seq-len", "64", "--batch-size", "8", "--lr", "1e-4",
-    "--importance-batches", "8", "--max-chunks", "400",
-]
-
 # Stated before any result was seen: a difference in general change (held-out
 # MLM loss, nats) between a method and its control at equal damping smaller
 # than this is too small to matter. It is about a tenth of what DAS's damping
 # saves against NCL here (0.12) and 3 % of NCL's general change (0.38).
 EQUIVALENCE_MARGIN = 0.01
 
+# Stated for SmolLM2 before its grid ran, from the pilot
+# (docs/experiment-smollm2-pilot.md), where NCL at 3e-4 lost 0.76 nats of the
+# probes' mean margin and 0.04 of their accuracy by the end: a method and its
+# control within 0.1 nats of margin (an eighth of NCL's loss) or 0.02 of
+# accuracy (about 3 of the 135 items, half of NCL's loss) protect knowledge
+# equally for any practical purpose.
+MARGIN_EQUIVALENCE = 0.1
+ACCURACY_EQUIVALENCE = 0.02
+
 SEEDS3 = [0, 1, 2]
+SEEDS5 = [0, 1, 2, 3, 4]
+
+
+class Profile:
+    """One model's grid: its base model, the runs' shared arguments, its
+    cells, the figures it reports and the comparisons it tests."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
 # label, arguments, seeds, the (permuted, uniform) controls it is compared with.
-CELLS = [
-    ("ncl", ["--method", "ncl"], SEEDS3, None),
-    ("das", ["--method", "das"], SEEDS3, ("das-permuted", "das-uniform")),
-    ("das-permuted", ["--method", "das-permuted"], SEEDS3, None),
-    ("das-uniform", ["--method", "das-uniform"], SEEDS3, None),
+MINILM_CELLS = [
+    ("ncl", ["--method", "ncl"], SEEDS5, None),
+    ("das", ["--method", "das"], SEEDS5, ("das-permuted", "das-uniform")),
+    ("das-permuted", ["--method", "das-permuted"], SEEDS5, None),
+    ("das-uniform", ["--method", "das-uniform"], SEEDS5, None),
     # Learning less: NCL at lower learning rates, to read forgetting at equal gain.
-    ("ncl-lr-7e-5", ["--method", "ncl", "--lr", "7e-5"], SEEDS3, None),
-    ("ncl-lr-5e-5", ["--method", "ncl", "--lr", "5e-5"], SEEDS3, None),
+    ("ncl-lr-7e-5", ["--method", "ncl", "--lr", "7e-5"], SEEDS5, None),
+    ("ncl-lr-5e-5", ["--method", "ncl", "--lr", "5e-5"], SEEDS5, None),
+    # The positive control: general importance from the general corpus's own
+    # MLM loss, the knowledge being scored.
+    ("das-oracle", ["--method", "das-oracle"], SEEDS5,
+     ("das-oracle-permuted", "das-oracle-uniform")),
+    ("das-oracle-permuted", ["--method", "das-oracle-permuted"], SEEDS5, None),
+    ("das-oracle-uniform", ["--method", "das-oracle-uniform"], SEEDS5, None),
     ("das-gradient", ["--method", "das", "--mask-mode", "gradient"], [0], None),
     ("ncl-sgd", ["--method", "ncl", "--optimizer", "sgd", "--lr", "0.002"], [0], None),
     ("das-gradient-sgd",
@@ -115,6 +142,176 @@ CELLS = [
      ["--method", "das-uniform", "--sign", "absolute", "--importance-batch-size", "1",
       "--importance-batches", "64", "--normalization", "one-sided"], SEEDS3, None),
 ]
+
+SMOLLM2_CELLS = [
+    # NCL at three learning rates: the equal-gain curve (the methods run at 3e-4).
+    ("ncl", ["--method", "ncl"], SEEDS5, None),
+    ("ncl-lr-2e-4", ["--method", "ncl", "--lr", "2e-4"], SEEDS5, None),
+    ("ncl-lr-1e-4", ["--method", "ncl", "--lr", "1e-4"], SEEDS5, None),
+    ("das", ["--method", "das"], SEEDS5, ("das-permuted", "das-uniform")),
+    ("das-permuted", ["--method", "das-permuted"], SEEDS5, None),
+    ("das-uniform", ["--method", "das-uniform"], SEEDS5, None),
+    # The positive control: general importance from the general corpus's own
+    # causal-LM loss.
+    ("das-oracle", ["--method", "das-oracle"], SEEDS5,
+     ("das-oracle-permuted", "das-oracle-uniform")),
+    ("das-oracle-permuted", ["--method", "das-oracle-permuted"], SEEDS5, None),
+    ("das-oracle-uniform", ["--method", "das-oracle-uniform"], SEEDS5, None),
+    # The baselines every continual pre-training user compares with.
+    ("replay-0.25", ["--method", "replay", "--replay-fraction", "0.25"], SEEDS5, None),
+    ("replay-0.5", ["--method", "replay", "--replay-fraction", "0.5"], SEEDS5, None),
+    ("kd", ["--method", "kd"], [0], None),
+    ("dga", ["--method", "dga"], [0], None),
+    ("ewc", ["--method", "ewc"], [0], None),
+    ("das-ungoverned-0.5", ["--method", "das", "--ungoverned-damping", "0.5"], [0], None),
+]
+
+
+def minilm_base(out):
+    """The base model folder (weights, config, tokenizer), made once."""
+    model = os.path.join(out, "base", "model")
+    run_dir = os.path.join(out, "base", "run")
+    cmd = [BIN, "--model", MINILM, "--out", run_dir] + BASE_ARGS
+    if done(run_dir, cmd) and os.path.exists(os.path.join(model, "model.safetensors")):
+        return model
+    shutil.rmtree(run_dir, ignore_errors=True)
+    start = time.time()
+    print("base model: MLM pre-training on the general corpus", flush=True)
+    if run_logged(cmd, run_dir, BASE_THREADS).wait() != 0:
+        sys.exit(f"the base run failed; see {rel(run_dir)}/run.log")
+    ckpts = sorted(d for d in os.listdir(os.path.join(run_dir, "checkpoints"))
+                   if not d.startswith("."))
+    last = os.path.join(run_dir, "checkpoints", ckpts[-1])
+    shutil.rmtree(model, ignore_errors=True)
+    os.makedirs(model)
+    for name in ["config.json", "model.safetensors"]:
+        shutil.copy(os.path.join(last, name), model)
+    for name in os.listdir(MINILM):
+        if name.startswith("tokenizer") or name in ("vocab.txt", "special_tokens_map.json"):
+            shutil.copy(os.path.join(MINILM, name), model)
+    record(run_dir, cmd, time.time() - start)
+    return model
+
+
+def probe_subset(out):
+    """Every third item of the shipped probe set (135 of 405), in
+    base/probes.jsonl: three probe evaluations of all 405 items would cost
+    more than a run's training. A fixed, stated subset, not the items the
+    base model gets right, so accuracy is read on the same footing as in
+    the pilot; "forgotten" still counts only the items the base model knew."""
+    path = os.path.join(out, "base", "probes.jsonl")
+    with open(PROBES, encoding="utf-8") as f:
+        items = [line for line in f if line.strip()]
+    text = "".join(line if line.endswith("\n") else line + "\n" for line in items[::3])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        with open(path, encoding="utf-8") as f:
+            if f.read() == text:
+                return path
+    except OSError:
+        pass
+    write_atomic(path, text)
+    return path
+
+
+def smollm2_base(out):
+    """SmolLM2-135M-Instruct as shipped (the GGUF of tools/fetch_smollm2.sh):
+    no pre-training of ours; the probe subset is written once."""
+    if not os.path.exists(SMOLLM2):
+        sys.exit(f"{rel(SMOLLM2)} is missing: run tools/fetch_smollm2.sh")
+    probe_subset(out)
+    run_dir = os.path.join(out, "base", "run")
+    if base_seconds(out) is None:
+        os.makedirs(run_dir, exist_ok=True)
+        record(run_dir, ["as shipped", rel(SMOLLM2)], 0.0)
+    return SMOLLM2
+
+
+def minilm_metrics(r):
+    """The figures of one MiniLM run, by name."""
+    m = r["matrix"]
+    cols = m["columns"]
+    g, k, p = cols.index("general"), cols.index("kernel"), cols.index("python")
+    after, base = m["after"], m["base"]
+    return {
+        "general after kernel": after[0][g],
+        "general after python": after[1][g],
+        "general change": after[1][g] - base[g],
+        "kernel forgetting": after[1][k] - after[0][k],
+        "kernel gain": base[k] - after[0][k],
+        "python gain": base[p] - after[1][p],
+    }
+
+
+def smollm2_metrics(r):
+    """The figures of one SmolLM2 run: MiniLM's, and the knowledge probes'
+    losses from the base model to the end (knowledge.json)."""
+    out = minilm_metrics(r)
+    rows = r["knowledge"]["rows"]
+    base, last = rows[0], rows[-1]
+    out["probe accuracy lost"] = base["accuracy"] - last["accuracy"]
+    out["probe margin lost"] = base["mean_margin"] - last["mean_margin"]
+    out["probes forgotten"] = last["forgotten"]
+    return out
+
+
+# Both models' domains, in order (Debian's Linux kernel docs, then its Python
+# docs), and their general text (Debian's fortunes; its held-out split is the
+# general evaluation).
+DOMAIN_SEQUENCE = [
+    "--domain", "kernel=" + os.path.join(DOMAINS, "linux-doc"),
+    "--domain", "python=" + os.path.join(DOMAINS, "python-doc"),
+    "--general", os.path.join(DOMAINS, "fortunes"),
+]
+
+MINILM_PROFILE = Profile(
+    name="minilm", tag="",
+    model="all-MiniLM-L6-v2 pre-trained with MLM on fortunes (the base run)",
+    make_base=minilm_base,
+    common=lambda out: DOMAIN_SEQUENCE + [
+        "--steps", "40", "--seq-len", "64", "--batch-size", "8", "--lr", "1e-4",
+        "--importance-batches", "8", "--max-chunks", "400",
+    ],
+    cells=MINILM_CELLS,
+    ncl_curve=["ncl", "ncl-lr-7e-5", "ncl-lr-5e-5"],
+    ncl_rates="1e-4, 7e-5 and 5e-5",
+    metrics=minilm_metrics,
+    names=["general after kernel", "general after python", "general change",
+           "kernel forgetting", "kernel gain", "python gain"],
+    loss="MLM",
+    # (metric, equivalence margin, unit): the targeting table's comparisons.
+    targets=[("general change", EQUIVALENCE_MARGIN, "nats")],
+    forgetting=["general change"],
+    keep_checkpoints=True,
+)
+
+SMOLLM2_PROFILE = Profile(
+    name="smollm2", tag="smollm2",
+    model="SmolLM2-135M-Instruct as shipped (Q4_1 GGUF, dequantized to float32)",
+    make_base=smollm2_base,
+    common=lambda out: DOMAIN_SEQUENCE + [
+        "--knowledge", os.path.join(out, "base", "probes.jsonl"),
+        "--steps", "16", "--seq-len", "64", "--batch-size", "4", "--lr", "3e-4",
+        "--importance-batches", "4", "--max-chunks", "96", "--checkpoint-every", "0",
+    ],
+    cells=SMOLLM2_CELLS,
+    ncl_curve=["ncl", "ncl-lr-2e-4", "ncl-lr-1e-4"],
+    ncl_rates="3e-4, 2e-4 and 1e-4",
+    metrics=smollm2_metrics,
+    names=["general change", "kernel forgetting", "kernel gain", "python gain",
+           "probe accuracy lost", "probe margin lost", "probes forgotten"],
+    loss="causal-LM",
+    targets=[("probe margin lost", MARGIN_EQUIVALENCE, "nats"),
+             ("probe accuracy lost", ACCURACY_EQUIVALENCE, "of the items"),
+             ("general change", EQUIVALENCE_MARGIN, "nats")],
+    forgetting=["probe margin lost", "probe accuracy lost", "general change"],
+    # A SmolLM2 checkpoint is half a gigabyte; results do not need it.
+    keep_checkpoints=False,
+)
+
+PROFILES = {p.name: p for p in (MINILM_PROFILE, SMOLLM2_PROFILE)}
+# The profile the functions below read; main() sets it from --profile.
+P = MINILM_PROFILE
 
 
 def rel(path):
@@ -145,42 +342,21 @@ def record(out_dir, cmd, seconds):
                    "seconds": seconds}, f, indent=1)
 
 
-def make_base(out):
-    """The base model folder (weights, config, tokenizer), made once."""
-    model = os.path.join(out, "base", "model")
-    run_dir = os.path.join(out, "base", "run")
-    cmd = [BIN, "--model", MINILM, "--out", run_dir] + BASE_ARGS
-    if done(run_dir, cmd) and os.path.exists(os.path.join(model, "model.safetensors")):
-        return model
-    shutil.rmtree(run_dir, ignore_errors=True)
-    start = time.time()
-    print("base model: MLM pre-training on the general corpus", flush=True)
-    if run_logged(cmd, run_dir, BASE_THREADS).wait() != 0:
-        sys.exit(f"the base run failed; see {rel(run_dir)}/run.log")
-    ckpts = sorted(d for d in os.listdir(os.path.join(run_dir, "checkpoints"))
-                   if not d.startswith("."))
-    last = os.path.join(run_dir, "checkpoints", ckpts[-1])
-    shutil.rmtree(model, ignore_errors=True)
-    os.makedirs(model)
-    for name in ["config.json", "model.safetensors"]:
-        shutil.copy(os.path.join(last, name), model)
-    for name in os.listdir(MINILM):
-        if name.startswith("tokenizer") or name in ("vocab.txt", "special_tokens_map.json"):
-            shutil.copy(os.path.join(MINILM, name), model)
-    record(run_dir, cmd, time.time() - start)
-    return model
-
-
 def run_grid(out, base, jobs, only):
     todo = []
-    for label, args, seeds, _ in CELLS:
+    for label, args, seeds, _ in P.cells:
         if only and label not in only:
             continue
         for seed in seeds:
             run_dir = os.path.join(out, "runs", label, f"seed-{seed}")
-            cmd = [BIN, "--model", base, "--out", run_dir] + COMMON + args + ["--seed", str(seed)]
+            cmd = ([BIN, "--model", base, "--out", run_dir] + P.common(out) + args
+                   + ["--seed", str(seed)])
             if not done(run_dir, cmd):
                 todo.append((label, seed, run_dir, cmd))
+    # Seed by seed across the cells: a grid stopped early still compares
+    # every cell on the seeds it finished.
+    order = {label: i for i, (label, _, _, _) in enumerate(P.cells)}
+    todo.sort(key=lambda t: (t[1], order[t[0]]))
     print(f"{len(todo)} runs to do, {jobs} at a time", flush=True)
     running = []
     failed = []
@@ -198,6 +374,8 @@ def run_grid(out, base, jobs, only):
             running.remove(r)
             took = time.time() - start
             if proc.returncode == 0:
+                if not P.keep_checkpoints:
+                    shutil.rmtree(os.path.join(run_dir, "checkpoints"), ignore_errors=True)
                 record(run_dir, cmd, took)
                 print(f"  done {label} seed {seed} in {took:.0f} s", flush=True)
             else:
@@ -209,9 +387,11 @@ def run_grid(out, base, jobs, only):
 # ---------------------------------------------------------------- the report
 
 def load(out):
-    """label -> {seed: (results dict, seconds)}"""
+    """label -> {seed: (results dict, seconds)}; a run's knowledge.json and
+    importance-stability.json, where it wrote them, under the keys
+    "knowledge" and "stability" of its results."""
     res = {}
-    for label, _, seeds, _ in CELLS:
+    for label, _, seeds, _ in P.cells:
         for seed in seeds:
             d = os.path.join(out, "runs", label, f"seed-{seed}")
             try:
@@ -219,6 +399,11 @@ def load(out):
                     r = json.load(f)
                 with open(os.path.join(d, "command.json")) as f:
                     secs = json.load(f)["seconds"]
+                for key, name in (("knowledge", "knowledge.json"),
+                                  ("stability", "importance-stability.json")):
+                    if os.path.exists(os.path.join(d, name)):
+                        with open(os.path.join(d, name)) as f:
+                            r[key] = json.load(f)
             except (OSError, ValueError, KeyError):
                 continue
             res.setdefault(label, {})[seed] = (r, secs)
@@ -226,23 +411,8 @@ def load(out):
 
 
 def metrics(r):
-    """The figures of one run, by name."""
-    m = r["matrix"]
-    cols = m["columns"]
-    g, k, p = cols.index("general"), cols.index("kernel"), cols.index("python")
-    after, base = m["after"], m["base"]
-    return {
-        "general after kernel": after[0][g],
-        "general after python": after[1][g],
-        "general change": after[1][g] - base[g],
-        "kernel forgetting": after[1][k] - after[0][k],
-        "kernel gain": base[k] - after[0][k],
-        "python gain": base[p] - after[1][p],
-    }
-
-
-NAMES = ["general after kernel", "general after python", "general change",
-         "kernel forgetting", "kernel gain", "python gain"]
+    """The figures of one run, by name (the profile's)."""
+    return P.metrics(r)
 
 
 def fmt(values, digits=4):
@@ -271,38 +441,49 @@ def verdict(diffs):
 
 
 def report(out, res, base_secs):
-    labels = [c[0] for c in CELLS if c[0] in res]
-    base_general = res["ncl"][0][0]["matrix"]["base"][0] if "ncl" in res else float("nan")
+    labels = [c[0] for c in P.cells if c[0] in res]
+    first = next(iter(res["ncl"].values()))[0] if "ncl" in res else None
+    base_general = first["matrix"]["base"][0] if first else float("nan")
     lines = []
     lines.append(
-        "Held-out MLM loss of the base model on the general corpus: "
-        f"{base_general:.4f}. Lower loss is better; forgetting and general change "
-        "are rises in loss (lower is better), gains are falls (higher is better). "
-        "Mean ± sd over the seeds listed.\n")
-    lines.append("| method | seeds | " + " | ".join(NAMES) + " | minutes per run |")
-    lines.append("|---|---|" + "---:|" * (len(NAMES) + 1))
+        f"Model: {P.model}. Held-out {P.loss} loss of the base model on the general "
+        f"corpus: {base_general:.4f}. Lower loss is better; forgetting and general change "
+        "are rises in loss (lower is better), gains are falls (higher is better).")
+    if first and "knowledge" in first:
+        k = first["knowledge"]["rows"][0]
+        lines.append(
+            f"Knowledge probes ({len(first['knowledge']['items'])} items): the base model's "
+            f"accuracy {k['accuracy']:.4f}, mean margin {k['mean_margin']:.4f} nats; "
+            "accuracy and margin lost are the base model's minus the final model's "
+            "(lower is better), \"probes forgotten\" the fraction of the items the base "
+            "model got right that the final model gets wrong.")
+    lines.append("Mean ± sd over the seeds listed.\n")
+    lines.append("| method | seeds | " + " | ".join(P.names) + " | minutes per run |")
+    lines.append("|---|---|" + "---:|" * (len(P.names) + 1))
     for label in labels:
         runs = res[label]
         seeds = sorted(runs)
         ms = [metrics(runs[s][0]) for s in seeds]
         secs = statistics.fmean(runs[s][1] for s in seeds) / 60
         lines.append(f"| {label} | {','.join(map(str, seeds))} | "
-                     + " | ".join(fmt([m[n] for m in ms]) for n in NAMES)
+                     + " | ".join(fmt([m[n] for m in ms]) for n in P.names)
                      + f" | {secs:.1f} |")
     lines.append("")
+    compared = P.forgetting + [n for n in ("general change", "kernel forgetting",
+                                            "kernel gain", "python gain")
+                               if n not in P.forgetting]
     lines.append("Paired differences (same seed; the row's method minus the other), mean ± sd "
                  "over the shared seeds; `*` marks a difference a paired t-test "
-                 "puts away from zero at 95 % (needs 2 seeds or more). Negative is better for general change and "
-                 "forgetting, positive for gains.\n")
-    lines.append("| method | against | seeds | general change | kernel forgetting | "
-                 "kernel gain | python gain |")
-    lines.append("|---|---|---|---:|---:|---:|---:|")
-    for label, _, _, controls in CELLS:
+                 "puts away from zero at 95 % (needs 2 seeds or more). Negative is better "
+                 "for what is lost or changed, positive for gains.\n")
+    lines.append("| method | against | seeds | " + " | ".join(compared) + " |")
+    lines.append("|---|---|---|" + "---:|" * len(compared))
+    for label, _, _, controls in P.cells:
         if label not in res:
             continue
         others = [] if label.startswith("ncl") else ["ncl"]
         if controls:
-            others += ["ncl-lr-7e-5", "ncl-lr-5e-5"] + list(controls)
+            others += P.ncl_curve[1:] + list(controls)
         if label.endswith("-sgd") and label != "ncl-sgd":
             others = ["ncl-sgd"]
         for other in others:
@@ -310,14 +491,16 @@ def report(out, res, base_secs):
                 continue
             seeds = sorted(set(res[label]) & set(res[other]))
             cells = []
-            for n in ["general change", "kernel forgetting", "kernel gain", "python gain"]:
+            for n in compared:
                 d = paired(res, label, other, n)
                 cells.append(fmt(d) + verdict(d))
             lines.append(f"| {label} | {other} | {','.join(map(str, seeds))} | "
                          + " | ".join(cells) + " |")
     lines.append("")
     lines.append(targeting(res))
-    lines.append(equal_gain(res))
+    for name in P.forgetting:
+        lines.append(equal_gain(res, name))
+    lines.append(stability(res))
     total = sum(s for runs in res.values() for _, s in runs.values()) / 60
     n_runs = sum(len(r) for r in res.values())
     lines.append("")
@@ -329,98 +512,133 @@ def report(out, res, base_secs):
 
 
 def targeting(res):
-    """Each method against its controls at equal damping, on general change:
-    the 95 % t interval of the paired difference, its p-value, Holm's
-    correction across every such comparison of the grid, and whether the
-    90 % interval lies within the equivalence margin (two one-sided tests
-    at 5 %)."""
+    """Each method against its controls at equal damping, on each of the
+    profile's target figures: the 95 % t interval of the paired difference,
+    its p-value, Holm's correction across every comparison of the table,
+    and whether the 90 % interval lies within that figure's equivalence
+    margin (two one-sided tests at 5 %)."""
     rows = []
-    for label, _, _, controls in CELLS:
-        for other in (controls or ()):
-            if label in res and other in res:
-                diffs = paired(res, label, other, "general change")
-                seeds = sorted(set(res[label]) & set(res[other]))
-                rows.append((label, other, seeds, diffs, stats.paired_t(diffs),
-                             stats.paired_t(diffs, level=0.90)))
+    for name, margin, unit in P.targets:
+        for label, _, _, controls in P.cells:
+            for other in (controls or ()):
+                if label in res and other in res:
+                    diffs = paired(res, label, other, name)
+                    seeds = sorted(set(res[label]) & set(res[other]))
+                    rows.append((name, margin, label, other, seeds, diffs,
+                                 stats.paired_t(diffs), stats.paired_t(diffs, level=0.90)))
     if not rows:
         return ""
-    tested = [r[4][2] for r in rows if r[4] is not None]
+    tested = [r[6][2] for r in rows if r[6] is not None]
     adjusted = iter(stats.holm(tested))
-    out = ["Targeting against its controls (general change; the method minus the control, "
-           "same seed). Holm's correction runs across every comparison in this table; "
-           f"the equivalence margin, ±{EQUIVALENCE_MARGIN} nats, was fixed before the "
-           "results: \"equivalent\" when the 90 % t interval lies within it (two one-sided "
-           "tests at 5 %), \"differs\" when Holm's p is below 0.05.\n",
-           "| method | control | seeds | difference | 95 % t interval | p | Holm's p | verdict |",
-           "|---|---|---|---:|---|---:|---:|---|"]
-    for label, other, seeds, diffs, t95, t90 in rows:
+    margins = "; ".join(f"{name} ±{margin} {unit}" for name, margin, unit in P.targets)
+    out = ["Targeting against its controls (the method minus the control, same seed). "
+           "Holm's correction runs across every comparison in this table; the equivalence "
+           f"margins were fixed before the results ({margins}): \"equivalent\" when the "
+           "90 % t interval lies within the margin (two one-sided tests at 5 %), "
+           "\"differs\" when Holm's p is below 0.05.\n",
+           "| figure | method | control | seeds | difference | 95 % t interval | p | "
+           "Holm's p | verdict |",
+           "|---|---|---|---|---:|---|---:|---:|---|"]
+    for name, margin, label, other, seeds, diffs, t95, t90 in rows:
         if t95 is None:
-            out.append(f"| {label} | {other} | {','.join(map(str, seeds))} | {fmt(diffs)} | "
-                       "— | — | — | needs 2 seeds |")
+            out.append(f"| {name} | {label} | {other} | {','.join(map(str, seeds))} | "
+                       f"{fmt(diffs)} | — | — | — | needs 2 seeds |")
             continue
         mean, (lo, hi), p = t95
         q = next(adjusted)
         words = []
         if q < 0.05:
             words.append("differs")
-        if stats.equivalent(t90[1], EQUIVALENCE_MARGIN):
+        if stats.equivalent(t90[1], margin):
             words.append("equivalent")
-        out.append(f"| {label} | {other} | {','.join(map(str, seeds))} | {mean:+.4f} | "
-                   f"[{lo:+.4f}, {hi:+.4f}] | {p:.3f} | {q:.3f} | "
+        out.append(f"| {name} | {label} | {other} | {','.join(map(str, seeds))} | "
+                   f"{mean:+.4f} | [{lo:+.4f}, {hi:+.4f}] | {p:.3f} | {q:.3f} | "
                    f"{' and '.join(words) or 'undecided'} |")
     return "\n".join(out) + "\n"
 
 
-# NCL at three learning rates: the trade-off of simply learning less.
-NCL_CURVE = ["ncl", "ncl-lr-7e-5", "ncl-lr-5e-5"]
+def total_gain(m):
+    return m["kernel gain"] + m["python gain"]
 
 
-def ncl_at_gain(res, seed, gain):
-    """General change of NCL, same seed, at total gain `gain`, by linear
+def ncl_at_gain(res, seed, gain, name="general change"):
+    """`name` of NCL, same seed, at total gain `gain`, by linear
     interpolation along its learning rates; and whether it extrapolated."""
-    pts = sorted((metrics(res[c][seed][0])["kernel gain"] + metrics(res[c][seed][0])["python gain"],
-                  metrics(res[c][seed][0])["general change"]) for c in NCL_CURVE)
+    pts = sorted((total_gain(metrics(res[c][seed][0])), metrics(res[c][seed][0])[name])
+                 for c in P.ncl_curve)
     i = 1 if gain < pts[1][0] else len(pts) - 1
     (g0, c0), (g1, c1) = pts[i - 1], pts[i]
     return c0 + (c1 - c0) * (gain - g0) / (g1 - g0), not pts[0][0] <= gain <= pts[-1][0]
 
 
-def equal_gain(res):
-    """Each method's general change against NCL's at the same total gain."""
-    if not all(c in res for c in NCL_CURVE):
+def equal_gain(res, name="general change"):
+    """Each method's `name` against NCL's at the same total gain."""
+    if not all(c in res for c in P.ncl_curve):
         return ""
-    out = ["Forgetting at equal gain: each method's general change against that of NCL, "
+    out = [f"At equal gain, {name}: each method's against that of NCL, "
            "same seed, at the same total gain (kernel + python), interpolated along NCL's "
-           "learning rates 1e-4, 7e-5 and 5e-5 († where the gain lies outside their range "
-           "and the line is extended). Negative means less forgotten than plain fine-tuning "
+           f"learning rates {P.ncl_rates} († where the gain lies outside their range "
+           "and the line is extended). Negative means less lost than plain fine-tuning "
            "that learns as much.\n",
-           "| method | seeds | total gain | general change | NCL at that gain | difference |",
+           f"| method | seeds | total gain | {name} | NCL at that gain | difference |",
            "|---|---|---:|---:|---:|---:|"]
-    for label, _, _, _ in CELLS:
-        if label not in res or label in NCL_CURVE or label.endswith("-sgd"):
+    for label, _, _, _ in P.cells:
+        if label not in res or label in P.ncl_curve or label.endswith("-sgd"):
             continue
-        seeds = sorted(s for s in res[label] if all(s in res[c] for c in NCL_CURVE))
+        seeds = sorted(s for s in res[label] if all(s in res[c] for c in P.ncl_curve))
         if not seeds:
             continue
         gains, changes, ncls, diffs, extra = [], [], [], [], False
         for s in seeds:
             m = metrics(res[label][s][0])
-            g = m["kernel gain"] + m["python gain"]
-            c, e = ncl_at_gain(res, s, g)
+            g = total_gain(m)
+            c, e = ncl_at_gain(res, s, g, name)
             gains.append(g)
-            changes.append(m["general change"])
+            changes.append(m[name])
             ncls.append(c)
-            diffs.append(m["general change"] - c)
+            diffs.append(m[name] - c)
             extra |= e
         out.append(f"| {label} | {','.join(map(str, seeds))} | {fmt(gains)} | {fmt(changes)} | "
                    f"{fmt(ncls)}{' †' if extra else ''} | {fmt(diffs)}{verdict(diffs)} |")
     return "\n".join(out) + "\n"
 
 
+def stability(res):
+    """Split-half stability of every importance a cell estimated: Spearman's
+    rank correlation between the importances of two disjoint halves of its
+    batches, per gate layer, averaged over the layers, then mean ± sd over
+    the seeds (importance-stability.json)."""
+    rows = []
+    for label, _, _, _ in P.cells:
+        runs = res.get(label, {})
+        seeds = sorted(s for s in runs if "stability" in runs[s][0])
+        if not seeds:
+            continue
+        per = {}
+        for s in seeds:
+            for which, gates in runs[s][0]["stability"].items():
+                for g in gates:
+                    vals = [v for v in g["rows"] if v is not None]
+                    if vals:
+                        per.setdefault((which, g["name"]), []).append(statistics.fmean(vals))
+        for (which, gate), values in per.items():
+            rows.append(f"| {label} | {','.join(map(str, seeds))} | {which} | {gate} | "
+                        f"{fmt(values, 3)} |")
+    if not rows:
+        return ""
+    return "\n".join(
+        ["Importance you can trust or not: split-half stability, Spearman's rank correlation "
+         "between the importances of two disjoint halves of the batches, per gate layer, "
+         "averaged over the layers (0 is chance, 1 the same ranking), mean ± sd over "
+         "seeds.\n",
+         "| method | seeds | importance | gates | split-half ρ |",
+         "|---|---|---|---|---:|"] + rows) + "\n"
+
+
 def svg(res):
     """One panel per method: mean held-out loss change against the base model,
     rows the stages, columns the evaluation sets."""
-    labels = [c[0] for c in CELLS if c[0] in res]
+    labels = [c[0] for c in P.cells if c[0] in res]
     cw, ch, pad, top = 62, 22, 14, 58
     per_row = 4
     pw = 90 + 3 * cw
@@ -462,23 +680,43 @@ def svg(res):
 
 
 def tradeoff_svg(res):
-    """General change (y; up is knowledge lost) against total domain gain
-    (x; kernel + python gain): NCL's learning-rate curve as a line, every
-    other cell a point with 95 % t-interval bars over its seeds (none for a
-    single seed), labelled, so a method below the NCL line protects more at
-    equal learning."""
+    """Each of the profile's forgetting figures (y; up is knowledge lost)
+    against total domain gain (x; kernel + python gain), one panel each side
+    by side: NCL's learning-rate curve as a line, every other cell a point
+    with 95 % t-interval bars over its seeds (none for a single seed),
+    labelled, so a method below the NCL line protects more at equal
+    learning."""
+    panels = [tradeoff_panel(res, name) for name in P.forgetting]
+    panels = [p for p in panels if p]
+    if not panels:
+        return ""
+    w, h = 760, 520
+    width = w * len(panels)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{h}" '
+             'font-family="sans-serif" font-size="11">',
+             f'<rect width="{width}" height="{h}" fill="white"/>']
+    for i, panel in enumerate(panels):
+        parts.append(f'<g transform="translate({i * w},0)">')
+        parts += panel
+        parts.append("</g>")
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def tradeoff_panel(res, name):
+    """The parts of one panel of tradeoff_svg: `name` against total gain."""
     points = {}
-    for label in [c[0] for c in CELLS if c[0] in res]:
+    for label in [c[0] for c in P.cells if c[0] in res]:
         ms = [metrics(res[label][s][0]) for s in sorted(res[label])]
         xs = [m["kernel gain"] + m["python gain"] for m in ms]
-        ys = [m["general change"] for m in ms]
+        ys = [m[name] for m in ms]
 
         def spread(v):
             t = stats.paired_t(v)
             return (statistics.fmean(v), None if t is None else t[1])
         points[label] = (spread(xs), spread(ys))
     if not points:
-        return ""
+        return []
     lows = [lo for (x, xi), (y, yi) in points.values() for lo in (xi or (x, x))]
     xlo, xhi = min(lows), max(hi for (x, xi), _ in points.values() for hi in (xi or (x, x)))
     ylo = min(lo for _, (y, yi) in points.values() for lo in (yi or (y, y)))
@@ -492,28 +730,25 @@ def tradeoff_svg(res):
 
     def py(y):
         return top + (yhi - y) / (yhi - ylo) * (h - top - bottom)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
-             'font-family="sans-serif" font-size="11">',
-             f'<rect width="{w}" height="{h}" fill="white"/>',
-             f'<text x="{left}" y="20" font-size="14">General change against total domain '
-             'gain (mean and 95 % t interval over seeds)</text>',
+    parts = [f'<text x="{left}" y="20" font-size="14">{name.capitalize()} against total '
+             'domain gain (mean and 95 % t interval over seeds)</text>',
              f'<line x1="{left}" y1="{h - bottom}" x2="{w - right}" y2="{h - bottom}" stroke="black"/>',
              f'<line x1="{left}" y1="{top}" x2="{left}" y2="{h - bottom}" stroke="black"/>',
              f'<text x="{(left + w - right) / 2}" y="{h - 12}" text-anchor="middle">'
              'total domain gain (kernel + python; right is more learned)</text>',
              f'<text x="16" y="{(top + h - bottom) / 2}" text-anchor="middle" '
-             f'transform="rotate(-90 16 {(top + h - bottom) / 2})">general change '
+             f'transform="rotate(-90 16 {(top + h - bottom) / 2})">{name} '
              '(up is knowledge lost)</text>']
     for k in range(5):
         x, y = xlo + (xhi - xlo) * k / 4, ylo + (yhi - ylo) * k / 4
         parts.append(f'<text x="{px(x):.1f}" y="{h - bottom + 14}" text-anchor="middle">{x:.3f}</text>')
         parts.append(f'<text x="{left - 4}" y="{py(y) + 4:.1f}" text-anchor="end">{y:.3f}</text>')
-    curve = [points[c] for c in NCL_CURVE if c in points]
+    curve = [points[c] for c in P.ncl_curve if c in points]
     if len(curve) > 1:
         path = " ".join(f"{px(x):.1f},{py(y):.1f}" for (x, _), (y, _) in sorted(curve))
         parts.append(f'<polyline points="{path}" fill="none" stroke="#888" stroke-width="2"/>')
     for label, ((x, xi), (y, yi)) in points.items():
-        colour = "#888" if label in NCL_CURVE else (
+        colour = "#888" if label in P.ncl_curve else (
             "#b00" if label.endswith(("-permuted", "-uniform")) else "#03c")
         if xi:
             parts.append(f'<line x1="{px(xi[0]):.1f}" y1="{py(y):.1f}" x2="{px(xi[1]):.1f}" '
@@ -526,8 +761,7 @@ def tradeoff_svg(res):
     parts.append(f'<text x="{w - right + 10}" y="{top + 10}" fill="#888">grey: NCL by learning rate</text>')
     parts.append(f'<text x="{w - right + 10}" y="{top + 26}" fill="#03c">blue: methods</text>')
     parts.append(f'<text x="{w - right + 10}" y="{top + 42}" fill="#b00">red: controls</text>')
-    parts.append("</svg>")
-    return "\n".join(parts) + "\n"
+    return parts
 
 
 def write_atomic(path, text):
@@ -581,9 +815,9 @@ def write_between(path, begin, end, text):
 
 
 def missing_runs(res):
-    """The cells and seeds of CELLS without results: label -> seeds."""
+    """The cells and seeds of the profile's cells without results: label -> seeds."""
     missing = {}
-    for label, _, seeds, _ in CELLS:
+    for label, _, seeds, _ in P.cells:
         lack = [s for s in seeds if s not in res.get(label, {})]
         if lack:
             missing[label] = lack
@@ -596,7 +830,7 @@ def describe(missing, base_secs):
     parts += [f"{label} (seed{'s' if len(seeds) > 1 else ''} {','.join(map(str, seeds))})"
               for label, seeds in missing.items()]
     n = sum(len(seeds) for seeds in missing.values())
-    return f"{n} of {sum(len(c[2]) for c in CELLS)} runs missing: " + ", ".join(parts)
+    return f"{n} of {sum(len(c[2]) for c in P.cells)} runs missing: " + ", ".join(parts)
 
 
 def base_seconds(out):
@@ -678,17 +912,22 @@ def verify(out, which, jobs):
     bad = []
     for run_dir, scratch, proc in procs:
         proc.wait()
-        with open(os.path.join(run_dir, "results.json"), "rb") as f:
-            want = f.read()
-        try:
-            with open(os.path.join(scratch, "results.json"), "rb") as f:
-                got = f.read()
-        except OSError:
-            got = None
-        same = got == want
-        print(f"{rel(run_dir)}: {'identical' if same else 'DIFFERENT'}")
-        if not same:
-            bad.append(rel(run_dir))
+        if not P.keep_checkpoints:
+            shutil.rmtree(os.path.join(scratch, "checkpoints"), ignore_errors=True)
+        names = ["results.json"] + (["knowledge.json"] if os.path.exists(
+            os.path.join(run_dir, "knowledge.json")) else [])
+        for name in names:
+            with open(os.path.join(run_dir, name), "rb") as f:
+                want = f.read()
+            try:
+                with open(os.path.join(scratch, name), "rb") as f:
+                    got = f.read()
+            except OSError:
+                got = None
+            same = got == want
+            print(f"{rel(run_dir)}/{name}: {'identical' if same else 'DIFFERENT'}")
+            if not same:
+                bad.append(f"{rel(run_dir)}/{name}")
     if bad:
         sys.exit("not reproduced: " + ", ".join(bad))
 
@@ -706,14 +945,19 @@ def main(argv=None):
                     help="write the published figures (docs/experiment.md, .svg); "
                          "refused unless the grid is complete")
     ap.add_argument("--docs-dir", default=DOCS, help="where --docs writes (default docs/)")
-    ap.add_argument("--model-tag", default=MODEL_TAG,
-                    help="names the figures and markers of another model's grid: "
-                         "experiment-TAG.md/.svg, experiment-TAG:begin/end")
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="minilm",
+                    help="the model's grid: minilm (all-MiniLM-L6-v2, docs/experiment.*) "
+                         "or smollm2 (SmolLM2-135M-Instruct, docs/experiment-smollm2.*)")
+    ap.add_argument("--model-tag",
+                    help="names the figures and markers: experiment-TAG.md/.svg, "
+                         "experiment-TAG:begin/end (default: the profile's, none for minilm)")
     ap.add_argument("--verify", nargs="*", metavar="LABEL:SEED",
                     help="rerun these finished runs into a scratch folder and check that "
                          "results.json comes out byte for byte the same")
     a = ap.parse_args(argv)
-    tag = a.model_tag
+    global P
+    P = PROFILES[a.profile]
+    tag = P.tag if a.model_tag is None else a.model_tag
     if tag and not all(c.isalnum() or c in "-_." for c in tag):
         ap.error(f"--model-tag {tag!r}: letters, digits, '-', '_' and '.' only")
     out = os.path.abspath(a.out or os.path.join(ROOT, "runs",
@@ -721,7 +965,7 @@ def main(argv=None):
     if a.verify:
         verify(out, a.verify, a.jobs)
         return
-    labels = [c[0] for c in CELLS]
+    labels = [c[0] for c in P.cells]
     unknown = [label for label in a.only or [] if label not in labels]
     if unknown:
         ap.error(f"--only: no cell {', '.join(unknown)}; the cells: {', '.join(labels)}")
@@ -731,7 +975,7 @@ def main(argv=None):
     if not a.report_only:
         subprocess.run(["cargo", "build", "--example", "continual_domains"], cwd=ROOT,
                        check=True)
-        base = make_base(out)
+        base = P.make_base(out)
         run_grid(out, base, a.jobs, a.only)
     publish(out, os.path.abspath(a.docs_dir), tag, readme, a.docs)
 

@@ -50,13 +50,30 @@ def fake_results(label, seed):
     }
 
 
+def fake_knowledge(label, seed):
+    """A knowledge.json as the crate writes it, for 6 items: the base row and two after."""
+    rng = random.Random(f"knowledge:{label}:{seed}")
+    base = [True, True, True, True, False, True]
+    rows = [{"after": "base", "accuracy": 5 / 6, "mean_margin": 2.0, "forgotten": 0.0,
+             "correct": base}]
+    for after in ("kernel", "python"):
+        correct = [c and rng.random() > 0.3 for c in base]
+        lost = sum(1 for b, c in zip(base, correct) if b and not c)
+        rows.append({"after": after, "accuracy": sum(correct) / 6,
+                     "mean_margin": 2.0 - rng.uniform(0.3, 1.2), "forgotten": lost / 5,
+                     "correct": correct})
+    return {"items": [f"item-{i}" for i in range(6)], "categories": ["facts"] * 6,
+            "rows": rows}
+
+
 def make_runs(out, only=None, base=True):
-    """Fake finished runs under `out`: every cell and seed of grid.CELLS, or those of `only`."""
+    """Fake finished runs under `out`: every cell and seed of the profile's
+    cells (grid.P), or those of `only`; with knowledge.json for SmolLM2's."""
     if base:
         os.makedirs(os.path.join(out, "base", "run"), exist_ok=True)
         with open(os.path.join(out, "base", "run", "command.json"), "w") as f:
             json.dump({"command": ["fake"], "seconds": 240.0}, f)
-    for label, _, seeds, _ in grid.CELLS:
+    for label, _, seeds, _ in grid.P.cells:
         if only is not None and label not in only:
             continue
         for seed in seeds:
@@ -64,6 +81,9 @@ def make_runs(out, only=None, base=True):
             os.makedirs(d, exist_ok=True)
             with open(os.path.join(d, "results.json"), "w") as f:
                 json.dump(fake_results(label, seed), f, indent=2)
+            if grid.P is grid.SMOLLM2_PROFILE:
+                with open(os.path.join(d, "knowledge.json"), "w") as f:
+                    json.dump(fake_knowledge(label, seed), f)
             with open(os.path.join(d, "command.json"), "w") as f:
                 json.dump({"command": ["fake", label, str(seed)],
                            "seconds": 60.0 + 3 * len(label) + seed}, f)
@@ -93,6 +113,7 @@ def run_main(*argv):
 
 class GridReport(unittest.TestCase):
     def setUp(self):
+        grid.P = grid.MINILM_PROFILE
         self.tmp = tempfile.mkdtemp(prefix="grid-test-")
         self.out = os.path.join(self.tmp, "out")
         self.docs = os.path.join(self.tmp, "docs")
@@ -121,7 +142,7 @@ class GridReport(unittest.TestCase):
                          ["partial-experiment-tradeoff.svg", "partial-experiment.md",
                           "partial-experiment.svg"])
         self.assertIn("partial grid", stdout)
-        self.assertIn("das (seeds 0,1,2)", stdout)
+        self.assertIn("das (seeds 0,1,2,3,4)", stdout)
         self.assertIn("ewc (seed 0)", stdout)
         self.assertNotIn("ncl (seed", stdout)
         self.assertIn("wrote " + os.path.join(report, "partial-experiment.md"), stdout)
@@ -139,7 +160,7 @@ class GridReport(unittest.TestCase):
         self.assertEqual(code, 0)
         self.assertEqual(snapshot(list(complete)), complete)
         self.assertIn("partial-experiment.md", self.files(report))
-        self.assertIn("das (seeds 0,1,2)", stdout)
+        self.assertIn("das (seeds 0,1,2,3,4)", stdout)
 
     def test_write_refuses_partial_grid(self):
         make_runs(self.out, only=["ncl", "das-permuted"])
@@ -150,7 +171,7 @@ class GridReport(unittest.TestCase):
                                     "--docs-dir", self.docs, *flags)
             self.assertNotEqual(code, 0)
             self.assertIn("refusing", msg)
-            self.assertIn("das (seeds 0,1,2)", msg)
+            self.assertIn("das (seeds 0,1,2,3,4)", msg)
             self.assertIn("das-intent-uniform (seeds 0,1,2)", msg)
             self.assertEqual(self.files(self.docs), [])
             with open(self.readme, "rb") as f:
@@ -227,7 +248,9 @@ class GridReport(unittest.TestCase):
         with open(self.readme) as f:
             s = f.read()
         self.assertEqual(s.split(END)[0], untagged)
-        self.assertIn("36 runs", s.split("<!-- experiment-smollm2:begin -->")[1])
+        n = sum(len(c[2]) for c in grid.MINILM_CELLS)
+        self.assertEqual(n, 63)
+        self.assertIn(f"{n} runs", s.split("<!-- experiment-smollm2:begin -->")[1])
 
     def test_readme_without_markers_is_refused_first(self):
         make_runs(self.out)
@@ -248,6 +271,9 @@ class Targeting(unittest.TestCase):
     """The targeting table: paired t intervals, Holm across its rows, and the
     equivalence margin stated in grid.py."""
 
+    def setUp(self):
+        grid.P = grid.MINILM_PROFILE
+
     def shifted(self, control, by):
         """Results of `control`'s seeds with the general loss after python moved by `by[seed]`."""
         out = {}
@@ -265,14 +291,14 @@ class Targeting(unittest.TestCase):
         near = {0: 0.0005, 1: 0.001, 2: 0.0015}
         res["das"] = self.shifted("das-permuted", near)
         table = grid.targeting(res)
-        rows = {tuple(c.strip() for c in line.split("|")[1:3]): line.split("|")
-                for line in table.splitlines() if line.startswith("| das |")}
+        rows = {tuple(c.strip() for c in line.split("|")[2:4]): line.split("|")
+                for line in table.splitlines() if line.startswith("| general change | das |")}
         row = rows[("das", "das-permuted")]
-        self.assertEqual(row[4].strip(), "+0.0010")
-        self.assertIn("equivalent", row[8])
+        self.assertEqual(row[5].strip(), "+0.0010")
+        self.assertIn("equivalent", row[9])
         # Holm across the two rows: the larger p stays, the smaller doubles (capped at 1).
-        p = {k: float(v[6]) for k, v in rows.items()}
-        q = {k: float(v[7]) for k, v in rows.items()}
+        p = {k: float(v[7]) for k, v in rows.items()}
+        q = {k: float(v[8]) for k, v in rows.items()}
         lo, hi = sorted(p, key=p.get)
         self.assertAlmostEqual(q[lo], min(1.0, max(2 * p[lo], 0)), places=3)
         self.assertAlmostEqual(q[hi], max(q[lo], p[hi]), places=3)
@@ -282,3 +308,116 @@ class Targeting(unittest.TestCase):
         res = {c: {0: (fake_results(c, 0), 60.0)} for c in ["das", "das-permuted"]}
         table = grid.targeting(res)
         self.assertIn("needs 2 seeds", table)
+
+
+class SmolLM2(unittest.TestCase):
+    """The SmolLM2 profile: knowledge figures from knowledge.json, its own
+    files, targeting on the probes, stability, the probe subset, and runs
+    that leave no checkpoint behind."""
+
+    def setUp(self):
+        grid.P = grid.SMOLLM2_PROFILE
+        self.tmp = tempfile.mkdtemp(prefix="grid-smollm2-test-")
+        self.out = os.path.join(self.tmp, "out")
+        self.docs = os.path.join(self.tmp, "docs")
+        self.published = snapshot(PUBLISHED)
+
+    def tearDown(self):
+        grid.P = grid.MINILM_PROFILE
+        shutil.rmtree(self.tmp)
+        self.assertEqual(snapshot(PUBLISHED), self.published)
+
+    def test_knowledge_figures_are_the_base_row_minus_the_last(self):
+        r = fake_results("ncl", 0)
+        r["knowledge"] = fake_knowledge("ncl", 0)
+        m = grid.metrics(r)
+        base, last = r["knowledge"]["rows"][0], r["knowledge"]["rows"][-1]
+        self.assertEqual(m["probe accuracy lost"], base["accuracy"] - last["accuracy"])
+        self.assertEqual(m["probe margin lost"], base["mean_margin"] - last["mean_margin"])
+        self.assertEqual(m["probes forgotten"], last["forgotten"])
+        self.assertEqual(m["general change"],
+                         r["matrix"]["after"][1][0] - r["matrix"]["base"][0])
+
+    def test_complete_grid_publishes_its_own_files(self):
+        make_runs(self.out)
+        d = os.path.join(self.out, "runs", "das", "seed-0")
+        with open(os.path.join(d, "importance-stability.json"), "w") as f:
+            json.dump({"general": [{"name": "heads", "rows": [0.2, 0.4, None]},
+                                   {"name": "intermediate", "rows": [0.1, 0.3]}]}, f)
+        code, stdout, _ = run_main("--profile", "smollm2", "--report-only", "--out", self.out,
+                                   "--docs-dir", self.docs, "--docs")
+        self.assertEqual(code, 0, stdout)
+        self.assertEqual(sorted(os.listdir(self.docs)),
+                         ["experiment-smollm2-tradeoff.svg", "experiment-smollm2.md",
+                          "experiment-smollm2.svg"])
+        with open(os.path.join(self.docs, "experiment-smollm2.md"), encoding="utf-8") as f:
+            md = f.read()
+        self.assertIn("Knowledge probes (6 items): the base model's accuracy 0.8333", md)
+        self.assertIn("59 runs", md)
+        # Targeting on the probes, for DAS and the positive control, against both controls.
+        for label, control in [("das", "das-permuted"), ("das", "das-uniform"),
+                               ("das-oracle", "das-oracle-permuted"),
+                               ("das-oracle", "das-oracle-uniform")]:
+            self.assertIn(f"| probe margin lost | {label} | {control} | 0,1,2,3,4 |", md)
+            self.assertIn(f"| probe accuracy lost | {label} | {control} | 0,1,2,3,4 |", md)
+        self.assertIn(f"probe margin lost ±{grid.MARGIN_EQUIVALENCE} nats", md)
+        # Equal gain along NCL's three learning rates, for every forgetting figure.
+        for name in grid.P.forgetting:
+            self.assertIn(f"At equal gain, {name}:", md)
+        # The stability of the one run that recorded it: heads' mean of 0.2 and 0.4.
+        self.assertIn("| das | 0 | general | heads | 0.300 |", md)
+        self.assertIn("| das | 0 | general | intermediate | 0.200 |", md)
+        # One tradeoff panel per forgetting figure, each with the NCL curve and every cell.
+        with open(os.path.join(self.docs, "experiment-smollm2-tradeoff.svg")) as f:
+            svg = f.read()
+        self.assertEqual(svg.count("<polyline"), 3)
+        self.assertEqual(svg.count("<circle"), 3 * len(grid.SMOLLM2_CELLS))
+        self.assertIn("Probe accuracy lost against total domain gain", svg)
+
+    def test_probe_subset_is_every_third_item_written_once(self):
+        with contextlib.redirect_stdout(io.StringIO()):
+            path = grid.probe_subset(self.out)
+        with open(grid.PROBES, encoding="utf-8") as f:
+            items = [json.loads(line) for line in f if line.strip()]
+        with open(path, encoding="utf-8") as f:
+            subset = [json.loads(line) for line in f]
+        self.assertEqual(len(items), 405)
+        self.assertEqual(subset, items[::3])
+        self.assertEqual(len(subset), 135)
+        before = os.stat(path).st_mtime_ns
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            self.assertEqual(grid.probe_subset(self.out), path)
+        self.assertEqual(os.stat(path).st_mtime_ns, before)
+        self.assertEqual(buf.getvalue(), "")
+
+    def test_runs_go_seed_by_seed_and_leave_no_checkpoint(self):
+        fake = os.path.join(self.tmp, "fake_continual_domains")
+        with open(fake, "w") as f:
+            f.write("#!/usr/bin/env python3\n"
+                    "import os, sys\n"
+                    "out = sys.argv[sys.argv.index('--out') + 1]\n"
+                    "os.makedirs(os.path.join(out, 'checkpoints', 'python'), exist_ok=True)\n"
+                    "open(os.path.join(out, 'results.json'), 'w').write('{}')\n"
+                    "print(' '.join(sys.argv[1:]))\n")
+        os.chmod(fake, 0o755)
+        bin_before = grid.BIN
+        grid.BIN = fake
+        try:
+            buf = io.StringIO()
+            with contextlib.redirect_stdout(buf):
+                grid.run_grid(self.out, "model.gguf", 1, ["replay-0.25", "kd"])
+        finally:
+            grid.BIN = bin_before
+        starts = [line.strip() for line in buf.getvalue().splitlines() if "start" in line]
+        self.assertEqual(starts[:3], ["start replay-0.25 seed 0", "start kd seed 0",
+                                      "start replay-0.25 seed 1"])
+        self.assertEqual(len(starts), 6)
+        d = os.path.join(self.out, "runs", "replay-0.25", "seed-3")
+        self.assertEqual(sorted(os.listdir(d)), ["command.json", "results.json", "run.log"])
+        with open(os.path.join(d, "command.json")) as f:
+            cmd = json.load(f)["command"]
+        self.assertEqual(cmd[cmd.index("--replay-fraction") + 1], "0.25")
+        self.assertEqual(cmd[cmd.index("--seed") + 1], "3")
+        self.assertEqual(cmd[cmd.index("--knowledge") + 1],
+                         grid.rel(os.path.join(self.out, "base", "probes.jsonl")))
