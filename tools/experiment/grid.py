@@ -80,12 +80,16 @@ BASE_THREADS = "2"
 # saves against NCL here (0.12) and 3 % of NCL's general change (0.38).
 EQUIVALENCE_MARGIN = 0.01
 
-# Stated for SmolLM2 before its grid ran, from the pilot
-# (docs/experiment-smollm2-pilot.md), where NCL at 3e-4 lost 0.76 nats of the
-# probes' mean margin and 0.04 of their accuracy by the end: a method and its
-# control within 0.1 nats of margin (an eighth of NCL's loss) or 0.02 of
-# accuracy (about 3 of the 135 items, half of NCL's loss) protect knowledge
-# equally for any practical purpose.
+# Stated for SmolLM2 before any of its grid's results was read, from the
+# pilot (docs/experiment-smollm2-pilot.md: 40 steps per domain, all 405
+# items), where NCL at 3e-4 lost 0.76 nats of the probes' mean margin and
+# 0.04 of their accuracy by the end: a method and its control within 0.1
+# nats of margin or 0.02 of accuracy (about 3 of the grid's 135 items)
+# protect knowledge equally for any practical purpose. The grid's runs are
+# shorter (16 steps per domain), so its NCL may lose less than the pilot's;
+# the margins are absolute and stay as stated. General change is not tested
+# for SmolLM2: the pilot showed the held-out general loss falls while the
+# probes lose a fifth of what the model knew, so it is reported, not judged.
 MARGIN_EQUIVALENCE = 0.1
 ACCURACY_EQUIVALENCE = 0.02
 
@@ -282,6 +286,8 @@ MINILM_PROFILE = Profile(
     # (metric, equivalence margin, unit): the targeting table's comparisons.
     targets=[("general change", EQUIVALENCE_MARGIN, "nats")],
     forgetting=["general change"],
+    # The files besides results.json a finished run must have.
+    requires=[],
     keep_checkpoints=True,
 )
 
@@ -302,9 +308,9 @@ SMOLLM2_PROFILE = Profile(
            "probe accuracy lost", "probe margin lost", "probes forgotten"],
     loss="causal-LM",
     targets=[("probe margin lost", MARGIN_EQUIVALENCE, "nats"),
-             ("probe accuracy lost", ACCURACY_EQUIVALENCE, "of the items"),
-             ("general change", EQUIVALENCE_MARGIN, "nats")],
+             ("probe accuracy lost", ACCURACY_EQUIVALENCE, "of the items")],
     forgetting=["probe margin lost", "probe accuracy lost", "general change"],
+    requires=["knowledge.json"],
     # A SmolLM2 checkpoint is half a gigabyte; results do not need it.
     keep_checkpoints=False,
 )
@@ -331,7 +337,8 @@ def done(out_dir, cmd):
     try:
         with open(os.path.join(out_dir, "command.json")) as f:
             same = json.load(f)["command"] == [rel(c) if os.path.isabs(c) else c for c in cmd]
-        return same and os.path.exists(os.path.join(out_dir, "results.json"))
+        return same and all(os.path.exists(os.path.join(out_dir, name))
+                            for name in ["results.json"] + P.requires)
     except (OSError, ValueError, KeyError):
         return False
 
@@ -399,13 +406,16 @@ def load(out):
                     r = json.load(f)
                 with open(os.path.join(d, "command.json")) as f:
                     secs = json.load(f)["seconds"]
-                for key, name in (("knowledge", "knowledge.json"),
-                                  ("stability", "importance-stability.json")):
-                    if os.path.exists(os.path.join(d, name)):
-                        with open(os.path.join(d, name)) as f:
-                            r[key] = json.load(f)
+                if "knowledge.json" in P.requires:
+                    with open(os.path.join(d, "knowledge.json")) as f:
+                        r["knowledge"] = json.load(f)
             except (OSError, ValueError, KeyError):
-                continue
+                continue  # not finished: listed as missing
+            try:
+                with open(os.path.join(d, "importance-stability.json")) as f:
+                    r["stability"] = json.load(f)
+            except (OSError, ValueError):
+                pass  # none estimated, or unreadable: the stability table goes without it
             res.setdefault(label, {})[seed] = (r, secs)
     return res
 
@@ -568,6 +578,8 @@ def ncl_at_gain(res, seed, gain, name="general change"):
                  for c in P.ncl_curve)
     i = 1 if gain < pts[1][0] else len(pts) - 1
     (g0, c0), (g1, c1) = pts[i - 1], pts[i]
+    if g1 == g0:
+        return float("nan"), True
     return c0 + (c1 - c0) * (gain - g0) / (g1 - g0), not pts[0][0] <= gain <= pts[-1][0]
 
 
@@ -620,10 +632,10 @@ def stability(res):
                 for g in gates:
                     vals = [v for v in g["rows"] if v is not None]
                     if vals:
-                        per.setdefault((which, g["name"]), []).append(statistics.fmean(vals))
-        for (which, gate), values in per.items():
-            rows.append(f"| {label} | {','.join(map(str, seeds))} | {which} | {gate} | "
-                        f"{fmt(values, 3)} |")
+                        per.setdefault((which, g["name"]), {})[s] = statistics.fmean(vals)
+        for (which, gate), by_seed in per.items():
+            rows.append(f"| {label} | {','.join(map(str, sorted(by_seed)))} | {which} | "
+                        f"{gate} | {fmt(list(by_seed.values()), 3)} |")
     if not rows:
         return ""
     return "\n".join(
@@ -893,9 +905,19 @@ def publish(out, docs_dir, tag, readme, docs):
     return table
 
 
+def reap(procs):
+    """Removes the checkpoints of finished reruns where the profile keeps none."""
+    if P.keep_checkpoints:
+        return
+    for _, scratch, proc in procs:
+        if proc.poll() is not None:
+            shutil.rmtree(os.path.join(scratch, "checkpoints"), ignore_errors=True)
+
+
 def verify(out, which, jobs):
     """Reruns finished runs with their recorded command into out/verify/ and
-    compares results.json byte for byte."""
+    compares results.json, and knowledge.json and importance-stability.json
+    where the run wrote them, byte for byte."""
     procs = []
     for item in which:
         label, seed = item.split(":")
@@ -908,14 +930,14 @@ def verify(out, which, jobs):
         cmd[i + 1] = scratch
         while len([p for p in procs if p[2].poll() is None]) >= jobs:
             time.sleep(1)
+            reap(procs)
         procs.append((run_dir, scratch, run_logged(cmd, scratch, "1")))
     bad = []
     for run_dir, scratch, proc in procs:
         proc.wait()
-        if not P.keep_checkpoints:
-            shutil.rmtree(os.path.join(scratch, "checkpoints"), ignore_errors=True)
-        names = ["results.json"] + (["knowledge.json"] if os.path.exists(
-            os.path.join(run_dir, "knowledge.json")) else [])
+        reap(procs)
+        names = [n for n in ("results.json", "knowledge.json", "importance-stability.json")
+                 if n == "results.json" or os.path.exists(os.path.join(run_dir, n))]
         for name in names:
             with open(os.path.join(run_dir, name), "rb") as f:
                 want = f.read()
@@ -935,14 +957,16 @@ def verify(out, which, jobs):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", help="the runs and their report (report/); default "
-                                  "runs/experiment, runs/experiment-TAG with --model-tag")
+                                  "runs/experiment for minilm, runs/experiment-TAG for "
+                                  "another profile or tag (runs/experiment-smollm2)")
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time (results do not change)")
     ap.add_argument("--only", nargs="*", help="run only these cells")
     ap.add_argument("--report-only", action="store_true", help="aggregate what exists")
     ap.add_argument("--write", metavar="README",
                     help="a README to put the table into (between markers); implies --docs")
     ap.add_argument("--docs", action="store_true",
-                    help="write the published figures (docs/experiment.md, .svg); "
+                    help="write the published figures (docs/experiment.md, .svg, "
+                         "-tradeoff.svg; docs/experiment-smollm2.* for smollm2); "
                          "refused unless the grid is complete")
     ap.add_argument("--docs-dir", default=DOCS, help="where --docs writes (default docs/)")
     ap.add_argument("--profile", choices=sorted(PROFILES), default="minilm",
@@ -953,11 +977,15 @@ def main(argv=None):
                          "experiment-TAG:begin/end (default: the profile's, none for minilm)")
     ap.add_argument("--verify", nargs="*", metavar="LABEL:SEED",
                     help="rerun these finished runs into a scratch folder and check that "
-                         "results.json comes out byte for byte the same")
+                         "results.json (and knowledge.json, importance-stability.json) "
+                         "come out byte for byte the same")
     a = ap.parse_args(argv)
     global P
     P = PROFILES[a.profile]
     tag = P.tag if a.model_tag is None else a.model_tag
+    taken = [p.name for p in PROFILES.values() if p is not P and p.tag == tag]
+    if taken:
+        ap.error(f"--model-tag {tag!r} names the {taken[0]} grid's files; give another")
     if tag and not all(c.isalnum() or c in "-_." for c in tag):
         ap.error(f"--model-tag {tag!r}: letters, digits, '-', '_' and '.' only")
     out = os.path.abspath(a.out or os.path.join(ROOT, "runs",

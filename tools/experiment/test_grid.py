@@ -236,21 +236,33 @@ class GridReport(unittest.TestCase):
     def test_model_tag_names_its_own_files(self):
         make_runs(self.out)
         with open(self.readme, "a") as f:
-            f.write("<!-- experiment-smollm2:begin -->\n<!-- experiment-smollm2:end -->\n")
+            f.write("<!-- experiment-long:begin -->\n<!-- experiment-long:end -->\n")
         with open(self.readme) as f:
             untagged = f.read().split(END)[0]
         code, _, _ = run_main("--report-only", "--out", self.out, "--docs-dir", self.docs,
-                              "--write", self.readme, "--model-tag", "smollm2")
+                              "--write", self.readme, "--model-tag", "long")
         self.assertEqual(code, 0)
         self.assertEqual(self.files(self.docs),
-                         ["experiment-smollm2-tradeoff.svg", "experiment-smollm2.md",
-                          "experiment-smollm2.svg"])
+                         ["experiment-long-tradeoff.svg", "experiment-long.md",
+                          "experiment-long.svg"])
         with open(self.readme) as f:
             s = f.read()
         self.assertEqual(s.split(END)[0], untagged)
         n = sum(len(c[2]) for c in grid.MINILM_CELLS)
         self.assertEqual(n, 63)
-        self.assertIn(f"{n} runs", s.split("<!-- experiment-smollm2:begin -->")[1])
+        self.assertIn(f"{n} runs", s.split("<!-- experiment-long:begin -->")[1])
+
+    def test_a_tag_of_another_profile_is_refused(self):
+        make_runs(self.out)
+        code, _, _ = run_main("--report-only", "--out", self.out, "--docs-dir", self.docs,
+                              "--docs", "--model-tag", "smollm2")
+        self.assertEqual(code, 2)
+        self.assertEqual(self.files(self.docs), [])
+        grid.P = grid.SMOLLM2_PROFILE
+        code, _, _ = run_main("--profile", "smollm2", "--report-only", "--out", self.out,
+                              "--docs-dir", self.docs, "--docs", "--model-tag", "")
+        self.assertEqual(code, 2)
+        self.assertEqual(self.files(self.docs), [])
 
     def test_readme_without_markers_is_refused_first(self):
         make_runs(self.out)
@@ -373,6 +385,23 @@ class SmolLM2(unittest.TestCase):
         self.assertEqual(svg.count("<polyline"), 3)
         self.assertEqual(svg.count("<circle"), 3 * len(grid.SMOLLM2_CELLS))
         self.assertIn("Probe accuracy lost against total domain gain", svg)
+
+    def test_a_run_without_knowledge_is_missing(self):
+        make_runs(self.out)
+        os.remove(os.path.join(self.out, "runs", "kd", "seed-0", "knowledge.json"))
+        with open(os.path.join(self.out, "runs", "das", "seed-1",
+                               "importance-stability.json"), "w") as f:
+            f.write("{not json")
+        code, stdout, msg = run_main("--profile", "smollm2", "--report-only", "--out",
+                                     self.out, "--docs-dir", self.docs, "--docs")
+        self.assertNotEqual(code, 0)
+        self.assertIn("1 of 59 runs missing: kd (seed 0)", msg)
+        self.assertEqual(sorted(os.listdir(os.path.join(self.out, "report"))),
+                         ["partial-experiment-smollm2-tradeoff.svg",
+                          "partial-experiment-smollm2.md", "partial-experiment-smollm2.svg"])
+        self.assertFalse(os.path.exists(self.docs))
+        # The run with an unreadable stability file still counts.
+        self.assertIn("| das | 0,1,2,3,4 |", stdout)
 
     def test_probe_subset_is_every_third_item_written_once(self):
         with contextlib.redirect_stdout(io.StringIO()):
