@@ -148,10 +148,13 @@ MINILM_CELLS = [
 ]
 
 SMOLLM2_CELLS = [
-    # NCL at three learning rates: the equal-gain curve (the methods run at 3e-4).
+    # NCL at four learning rates: the equal-gain curve (the methods run at 3e-4).
     ("ncl", ["--method", "ncl"], SEEDS5, None),
     ("ncl-lr-2e-4", ["--method", "ncl", "--lr", "2e-4"], SEEDS5, None),
     ("ncl-lr-1e-4", ["--method", "ncl", "--lr", "1e-4"], SEEDS5, None),
+    # Added after seed 0 showed DAS's total gain below NCL's at 1e-4: a point
+    # below it, so that equal gain is read between NCL's points, not beyond.
+    ("ncl-lr-5e-5", ["--method", "ncl", "--lr", "5e-5"], SEEDS5, None),
     ("das", ["--method", "das"], SEEDS5, ("das-permuted", "das-uniform")),
     ("das-permuted", ["--method", "das-permuted"], SEEDS5, None),
     ("das-uniform", ["--method", "das-uniform"], SEEDS5, None),
@@ -301,8 +304,8 @@ SMOLLM2_PROFILE = Profile(
         "--importance-batches", "4", "--max-chunks", "96", "--checkpoint-every", "0",
     ],
     cells=SMOLLM2_CELLS,
-    ncl_curve=["ncl", "ncl-lr-2e-4", "ncl-lr-1e-4"],
-    ncl_rates="3e-4, 2e-4 and 1e-4",
+    ncl_curve=["ncl", "ncl-lr-2e-4", "ncl-lr-1e-4", "ncl-lr-5e-5"],
+    ncl_rates="3e-4, 2e-4, 1e-4 and 5e-5",
     metrics=smollm2_metrics,
     names=["general change", "kernel forgetting", "kernel gain", "python gain",
            "probe accuracy lost", "probe margin lost", "probes forgotten"],

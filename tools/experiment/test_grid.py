@@ -365,7 +365,7 @@ class SmolLM2(unittest.TestCase):
         with open(os.path.join(self.docs, "experiment-smollm2.md"), encoding="utf-8") as f:
             md = f.read()
         self.assertIn("Knowledge probes (6 items): the base model's accuracy 0.8333", md)
-        self.assertIn("59 runs", md)
+        self.assertIn("64 runs", md)
         # Targeting on the probes, for DAS and the positive control, against both controls.
         for label, control in [("das", "das-permuted"), ("das", "das-uniform"),
                                ("das-oracle", "das-oracle-permuted"),
@@ -373,7 +373,7 @@ class SmolLM2(unittest.TestCase):
             self.assertIn(f"| probe margin lost | {label} | {control} | 0,1,2,3,4 |", md)
             self.assertIn(f"| probe accuracy lost | {label} | {control} | 0,1,2,3,4 |", md)
         self.assertIn(f"probe margin lost ±{grid.MARGIN_EQUIVALENCE} nats", md)
-        # Equal gain along NCL's three learning rates, for every forgetting figure.
+        # Equal gain along NCL's four learning rates, for every forgetting figure.
         for name in grid.P.forgetting:
             self.assertIn(f"At equal gain, {name}:", md)
         # The stability of the one run that recorded it: heads' mean of 0.2 and 0.4.
@@ -395,7 +395,7 @@ class SmolLM2(unittest.TestCase):
         code, stdout, msg = run_main("--profile", "smollm2", "--report-only", "--out",
                                      self.out, "--docs-dir", self.docs, "--docs")
         self.assertNotEqual(code, 0)
-        self.assertIn("1 of 59 runs missing: kd (seed 0)", msg)
+        self.assertIn("1 of 64 runs missing: kd (seed 0)", msg)
         self.assertEqual(sorted(os.listdir(os.path.join(self.out, "report"))),
                          ["partial-experiment-smollm2-tradeoff.svg",
                           "partial-experiment-smollm2.md", "partial-experiment-smollm2.svg"])
