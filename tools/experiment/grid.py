@@ -579,7 +579,8 @@ def ncl_at_gain(res, seed, gain, name="general change"):
     interpolation along its learning rates; and whether it extrapolated."""
     pts = sorted((total_gain(metrics(res[c][seed][0])), metrics(res[c][seed][0])[name])
                  for c in P.ncl_curve)
-    i = 1 if gain < pts[1][0] else len(pts) - 1
+    # The segment that holds `gain`; the first or last one beyond the ends.
+    i = next((j for j in range(1, len(pts) - 1) if gain < pts[j][0]), len(pts) - 1)
     (g0, c0), (g1, c1) = pts[i - 1], pts[i]
     if g1 == g0:
         return float("nan"), True
