@@ -40,7 +40,8 @@
    `experiment-smollm2.*` and its markers `experiment-smollm2:begin/end`
    (`--model-tag` names another). Every file written is printed.
 6. `--verify LABEL:SEED ...` reruns finished runs into `verify/` and checks
-   that `results.json` (and `knowledge.json`) come out byte for byte the same.
+   that `results.json` (and `knowledge.json`, `importance-stability.json`)
+   come out byte for byte the same.
 
 Only the standard library is used.
 """
@@ -577,8 +578,8 @@ def total_gain(m):
 def ncl_at_gain(res, seed, gain, name="general change"):
     """`name` of NCL, same seed, at total gain `gain`, by linear
     interpolation along its learning rates; and whether it extrapolated."""
-    pts = sorted((total_gain(metrics(res[c][seed][0])), metrics(res[c][seed][0])[name])
-                 for c in P.ncl_curve)
+    ms = [metrics(res[c][seed][0]) for c in P.ncl_curve]
+    pts = sorted((total_gain(m), m[name]) for m in ms)
     # The segment that holds `gain`; the first or last one beyond the ends.
     i = next((j for j in range(1, len(pts) - 1) if gain < pts[j][0]), len(pts) - 1)
     (g0, c0), (g1, c1) = pts[i - 1], pts[i]
@@ -695,6 +696,10 @@ def svg(res):
     return "\n".join(parts) + "\n"
 
 
+# The size of one panel of the trade-off picture.
+PANEL = (760, 520)
+
+
 def tradeoff_svg(res):
     """Each of the profile's forgetting figures (y; up is knowledge lost)
     against total domain gain (x; kernel + python gain), one panel each side
@@ -706,7 +711,7 @@ def tradeoff_svg(res):
     panels = [p for p in panels if p]
     if not panels:
         return ""
-    w, h = 760, 520
+    w, h = PANEL
     width = w * len(panels)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{h}" '
              'font-family="sans-serif" font-size="11">',
@@ -724,7 +729,7 @@ def tradeoff_panel(res, name):
     points = {}
     for label in [c[0] for c in P.cells if c[0] in res]:
         ms = [metrics(res[label][s][0]) for s in sorted(res[label])]
-        xs = [m["kernel gain"] + m["python gain"] for m in ms]
+        xs = [total_gain(m) for m in ms]
         ys = [m[name] for m in ms]
 
         def spread(v):
@@ -739,7 +744,7 @@ def tradeoff_panel(res, name):
     yhi = max(hi for _, (y, yi) in points.values() for hi in (yi or (y, y)))
     xpad, ypad = (xhi - xlo) * 0.08 or 0.1, (yhi - ylo) * 0.08 or 0.1
     xlo, xhi, ylo, yhi = xlo - xpad, xhi + xpad, ylo - ypad, yhi + ypad
-    w, h, left, top, right, bottom = 760, 520, 70, 40, 170, 50
+    (w, h), left, top, right, bottom = PANEL, 70, 40, 170, 50
 
     def px(x):
         return left + (x - xlo) / (xhi - xlo) * (w - left - right)
