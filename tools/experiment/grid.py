@@ -923,16 +923,43 @@ def reap(procs):
             shutil.rmtree(os.path.join(scratch, "checkpoints"), ignore_errors=True)
 
 
+def verify_targets(out, items):
+    """The finished runs --verify's LABEL:SEED items name, as (label, seed, run
+    folder, recorded command); every item is checked before anything reruns,
+    and the first bad one stops the script with a message naming it."""
+    if not items:
+        sys.exit("--verify: name the runs to rerun as LABEL:SEED, say ncl:0 das:0")
+    targets = []
+    for item in items:
+        label, colon, seed = item.rpartition(":")
+        if not colon or not label or not seed.isdigit():
+            sys.exit(f"--verify {item!r}: write LABEL:SEED, say ncl:0")
+        run_dir = os.path.join(out, "runs", label, f"seed-{int(seed)}")
+        try:
+            with open(os.path.join(run_dir, "command.json")) as f:
+                cmd = json.load(f)["command"]  # paths relative to ROOT, where it runs
+            if cmd.index("--out") + 1 >= len(cmd):
+                raise ValueError("--out without its folder")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            cmd = None
+        unfinished = [n for n in ["results.json"] + P.requires
+                      if not os.path.exists(os.path.join(run_dir, n))]
+        problems = ([] if cmd is not None else
+                    ["command.json missing, unreadable or without --out"])
+        problems += [f"{n} missing" for n in unfinished]
+        if problems:
+            sys.exit(f"--verify {item}: {rel(run_dir)} holds no finished run of the grid "
+                     f"({'; '.join(problems)}); run the grid first")
+        targets.append((label, int(seed), run_dir, cmd))
+    return targets
+
+
 def verify(out, which, jobs):
     """Reruns finished runs with their recorded command into out/verify/ and
     compares results.json, and knowledge.json and importance-stability.json
     where the run wrote them, byte for byte."""
     procs = []
-    for item in which:
-        label, seed = item.split(":")
-        run_dir = os.path.join(out, "runs", label, f"seed-{seed}")
-        with open(os.path.join(run_dir, "command.json")) as f:
-            cmd = json.load(f)["command"]  # paths relative to ROOT, where it runs
+    for label, seed, run_dir, cmd in verify_targets(out, which):
         scratch = os.path.join(out, "verify", label, f"seed-{seed}")
         shutil.rmtree(scratch, ignore_errors=True)
         i = cmd.index("--out")
@@ -999,7 +1026,7 @@ def main(argv=None):
         ap.error(f"--model-tag {tag!r}: letters, digits, '-', '_' and '.' only")
     out = os.path.abspath(a.out or os.path.join(ROOT, "runs",
                                                 "experiment" + (f"-{tag}" if tag else "")))
-    if a.verify:
+    if a.verify is not None:
         verify(out, a.verify, a.jobs)
         return
     labels = [c[0] for c in P.cells]

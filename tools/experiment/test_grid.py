@@ -275,8 +275,79 @@ class GridReport(unittest.TestCase):
         self.assertEqual(self.files(self.docs), [])
 
 
-if __name__ == "__main__":
-    unittest.main()
+class Verify(unittest.TestCase):
+    """--verify: bad LABEL:SEED items and unfinished runs are refused by name
+    before anything reruns; a rerun is compared byte for byte."""
+
+    def setUp(self):
+        grid.P = grid.MINILM_PROFILE
+        self.tmp = tempfile.mkdtemp(prefix="grid-verify-test-")
+        self.out = os.path.join(self.tmp, "out")
+        make_runs(self.out, only=["ncl"])
+
+    def tearDown(self):
+        grid.P = grid.MINILM_PROFILE
+        shutil.rmtree(self.tmp)
+
+    def fake_run(self, label, seed, writes):
+        """Makes runs/label/seed-N a finished run whose command is a fake binary
+        that writes `writes` as results.json into its --out."""
+        fake = os.path.join(self.tmp, "fake.py")
+        with open(fake, "w") as f:
+            f.write("import os, sys\n"
+                    "out = sys.argv[sys.argv.index('--out') + 1]\n"
+                    "os.makedirs(out, exist_ok=True)\n"
+                    "open(os.path.join(out, 'results.json'), 'w').write(sys.argv[-1])\n")
+        d = os.path.join(self.out, "runs", label, f"seed-{seed}")
+        with open(os.path.join(d, "command.json"), "w") as f:
+            json.dump({"command": [sys.executable, fake, "--out", "x", writes]}, f)
+        with open(os.path.join(d, "results.json"), "w") as f:
+            f.write("{}")
+        return d
+
+    def test_bad_items_are_refused_by_name(self):
+        self.fake_run("ncl", 0, "{}")
+        for argv, want in [(["--verify"], "name the runs"),
+                           (["--verify", "ncl"], "'ncl': write LABEL:SEED"),
+                           (["--verify", "ncl:x"], "'ncl:x': write LABEL:SEED"),
+                           (["--verify", ":0"], "':0': write LABEL:SEED"),
+                           (["--verify", "ncl:0", "das:0"], "das:0: runs/"),
+                           (["--verify", "ncl:9"], "ncl:9: runs/")]:
+            code, out, msg = run_main("--out", self.out, *argv)
+            self.assertEqual(code, 1, argv)
+            self.assertIn(want, msg.replace(grid.rel(self.out) + "/", ""), argv)
+            self.assertEqual(out, "", argv)  # nothing reran
+        self.assertFalse(os.path.exists(os.path.join(self.out, "verify")))
+
+    def test_a_run_without_its_out_or_results_is_refused(self):
+        d = os.path.join(self.out, "runs", "ncl", "seed-1")
+        os.remove(os.path.join(d, "results.json"))
+        code, _, msg = run_main("--out", self.out, "--verify", "ncl:1")
+        self.assertEqual(code, 1)
+        self.assertIn("results.json missing", msg)
+        code, _, msg = run_main("--out", self.out, "--verify", "ncl:0")  # no --out in it
+        self.assertEqual(code, 1)
+        self.assertIn("ncl:0: ", msg)
+        self.assertIn("command.json missing, unreadable or without --out", msg)
+
+    def test_a_smollm2_run_needs_its_knowledge(self):
+        grid.P = grid.SMOLLM2_PROFILE
+        self.fake_run("ncl", 0, "{}")
+        code, _, msg = run_main("--profile", "smollm2", "--out", self.out,
+                                "--verify", "ncl:0")
+        self.assertEqual(code, 1)
+        self.assertIn("knowledge.json missing", msg)
+
+    def test_reruns_compare_byte_for_byte(self):
+        self.fake_run("ncl", 0, "{}")
+        code, out, _ = run_main("--out", self.out, "--verify", "ncl:0")
+        self.assertEqual(code, 0)
+        self.assertIn("ncl/seed-0/results.json: identical", out)
+        self.fake_run("ncl", 1, "{ }")
+        code, out, msg = run_main("--out", self.out, "--verify", "ncl:01")
+        self.assertEqual(code, 1)
+        self.assertIn("ncl/seed-1/results.json: DIFFERENT", out)
+        self.assertIn("not reproduced: ", msg)
 
 
 class Targeting(unittest.TestCase):
@@ -469,3 +540,7 @@ class SmolLM2(unittest.TestCase):
         self.assertEqual(cmd[cmd.index("--seed") + 1], "3")
         self.assertEqual(cmd[cmd.index("--knowledge") + 1],
                          grid.rel(os.path.join(self.out, "base", "probes.jsonl")))
+
+
+if __name__ == "__main__":
+    unittest.main()
