@@ -10,6 +10,7 @@ import contextlib
 import importlib.util
 import io
 import json
+import math
 import os
 import random
 import shutil
@@ -492,6 +493,39 @@ class SmolLM2(unittest.TestCase):
             got, extrapolated = grid.ncl_at_gain(res, 0, gain, "probe margin lost")
             self.assertAlmostEqual(got, want, places=9)
             self.assertEqual(extrapolated, beyond)
+
+    def ncl_points(self, lost):
+        """NCL's four learning rates at total gains 1, 2, 3 and 4, probe margin lost as given."""
+        res = {}
+        for label, gain, y in zip(["ncl-lr-5e-5", "ncl-lr-1e-4", "ncl-lr-2e-4", "ncl"],
+                                  [1.0, 2.0, 3.0, 4.0], lost):
+            r = fake_results(label, 0)
+            r["matrix"]["base"][1:] = [4.0, 4.0]
+            r["matrix"]["after"][0][1] = 4.0 - gain / 2
+            r["matrix"]["after"][1][2] = 4.0 - gain / 2
+            r["knowledge"] = fake_knowledge(label, 0)
+            r["knowledge"]["rows"][-1]["mean_margin"] = 2.0 - y
+            res[label] = {0: (r, 60.0)}
+        return res
+
+    def test_the_parabola_is_the_least_squares_one(self):
+        # Points on lost = gain² / 10: the parabola is that one, inside and
+        # beyond the points, where the straight line is not.
+        res = self.ncl_points([0.1, 0.4, 0.9, 1.6])
+        for gain, want, line, beyond in [(2.6, 0.676, 0.7, False), (3.5, 1.225, 1.25, False),
+                                         (4.5, 2.025, 1.95, True)]:
+            got, extrapolated = grid.ncl_at_gain(res, 0, gain, "probe margin lost", curve=True)
+            self.assertAlmostEqual(got, want, places=9)
+            self.assertEqual(extrapolated, beyond)
+            self.assertAlmostEqual(grid.ncl_at_gain(res, 0, gain, "probe margin lost")[0],
+                                   line, places=9)
+        # Points off every parabola, (0, 0, 0, 1): by the orthogonal polynomials
+        # of 1..4 the fit is 1/4 + 3/10 u + 1/4 (u² - 5/4), u = gain - 5/2.
+        res = self.ncl_points([0.0, 0.0, 0.0, 1.0])
+        for gain, want in [(2.5, -0.0625), (1.0, 0.05), (2.0, -0.15), (4.0, 0.95)]:
+            got, _ = grid.ncl_at_gain(res, 0, gain, "probe margin lost", curve=True)
+            self.assertAlmostEqual(got, want, places=9)
+        self.assertTrue(math.isnan(grid.parabola([(1.0, 0.0), (1.0, 1.0), (2.0, 0.0)], 1.5)))
 
     def test_probe_subset_is_every_third_item_written_once(self):
         with contextlib.redirect_stdout(io.StringIO()):
