@@ -388,6 +388,32 @@ class Targeting(unittest.TestCase):
         self.assertAlmostEqual(q[hi], max(q[lo], p[hi]), places=3)
         self.assertIn(f"±{grid.EQUIVALENCE_MARGIN}", table)
 
+    def test_equal_gain_takes_out_what_learning_less_buys(self):
+        # NCL's three rates on change = gain² / 10. DAS and its permuted
+        # control both lie 0.05 below that curve, at gains 2 and 3: the raw
+        # difference is -0.5, at equal gain none. The uniform control lies
+        # 0.03 below it at 2.5: DAS beats it by 0.02 at equal gain.
+        def run(label, seed, gain, change):
+            r = fake_results(label, seed)
+            r["matrix"]["base"] = [5.0, 4.0, 4.0]
+            r["matrix"]["after"][0][1] = 4.0 - gain / 2
+            r["matrix"]["after"][1][2] = 4.0 - gain / 2
+            r["matrix"]["after"][1][0] = 5.0 + change
+            return r, 60.0
+        points = {"ncl-lr-5e-5": (1.0, 0.1), "ncl-lr-7e-5": (2.0, 0.4), "ncl": (3.0, 0.9),
+                  "das": (2.0, 0.35), "das-permuted": (3.0, 0.85),
+                  "das-uniform": (2.5, 0.595)}
+        res = {label: {s: run(label, s, g + 0.01 * s, c + (g + 0.01 * s) ** 2 / 10 - g * g / 10)
+                       for s in grid.SEEDS3}
+               for label, (g, c) in points.items()}
+        table = grid.targeting_at_equal_gain(res)
+        self.assertIn("| general change | das | das-permuted | 0,1,2 | +0.0000 |", table)
+        self.assertIn("| general change | das | das-uniform | 0,1,2 | -0.0200 |", table)
+        self.assertIn("| general change | das | das-permuted | 0,1,2 | -0.50",
+                      grid.targeting(res))
+        del res["ncl-lr-5e-5"]
+        self.assertEqual(grid.targeting_at_equal_gain(res), "")
+
     def test_one_seed_is_not_tested(self):
         res = {c: {0: (fake_results(c, 0), 60.0)} for c in ["das", "das-permuted"]}
         table = grid.targeting(res)
