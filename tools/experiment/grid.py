@@ -52,6 +52,7 @@ Only the standard library is used.
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -585,8 +586,8 @@ def targeting_at_equal_gain(res):
     out = ["Targeting at equal gain: the method's difference from NCL at its own total "
            "gain minus the control's at the control's (both on the parabola through NCL's "
            "points), same seed, so that a method which beats its control only by learning "
-           "less shows no difference here. 95 % t intervals; descriptive, outside the Holm "
-           "family above.\n",
+           "less shows no difference here († where a gain lies beyond NCL's). 95 % t "
+           "intervals; descriptive, outside the Holm family above.\n",
            "| figure | method | control | seeds | difference | 95 % t interval | p |",
            "|---|---|---|---|---:|---|---:|"]
     rows = 0
@@ -597,17 +598,20 @@ def targeting_at_equal_gain(res):
                     continue
                 seeds = sorted(s for s in set(res[label]) & set(res[other])
                                if all(s in res[c] for c in P.ncl_curve))
-                diffs = []
+                diffs, extra = [], False
                 for s in seeds:
                     a, b = metrics(res[label][s][0]), metrics(res[other][s][0])
-                    diffs.append(a[name] - ncl_at_gain(res, s, total_gain(a), name, True)[0]
-                                 - b[name] + ncl_at_gain(res, s, total_gain(b), name, True)[0])
+                    na, ea = ncl_at_gain(res, s, total_gain(a), name, True)
+                    nb, eb = ncl_at_gain(res, s, total_gain(b), name, True)
+                    diffs.append(a[name] - na - b[name] + nb)
+                    extra |= ea or eb
                 t = stats.paired_t(diffs)
                 if t is None:
                     continue
                 mean, (lo, hi), p = t
                 out.append(f"| {name} | {label} | {other} | {','.join(map(str, seeds))} | "
-                           f"{mean:+.4f} | [{lo:+.4f}, {hi:+.4f}] | {p:.3f} |")
+                           f"{mean:+.4f}{' †' if extra else ''} | [{lo:+.4f}, {hi:+.4f}] | "
+                           f"{p:.3f} |")
                 rows += 1
     return "\n".join(out) + "\n" if rows else ""
 
@@ -666,10 +670,11 @@ def equal_gain(res, name="general change"):
            f"learning rates {P.ncl_rates} († where the gain lies outside their range "
            "and the line is extended). Negative means less lost than plain fine-tuning "
            "that learns as much. Where NCL's curve bends, the straight line between "
-           "two of its points misjudges it (where it bends upwards, each step of learning "
-           "rate costing more than the last, the line lies above the curve and flatters "
-           "every method); the last column reads NCL off the least-squares parabola "
-           "through all its points instead (through each of them when there are three).\n",
+           "two of its points misjudges it (where it bends upwards, the line lies above "
+           "the curve and flatters every method); the last column reads NCL off the "
+           "least-squares parabola through all its points instead (through each of them "
+           "when there are three; † again beyond them, where a parabola swings faster "
+           "than a line).\n",
            f"| method | seeds | total gain | {name} | NCL at that gain | difference "
            "| difference, parabola |",
            "|---|---|---:|---:|---:|---:|---:|"]
@@ -690,9 +695,10 @@ def equal_gain(res, name="general change"):
             diffs.append(m[name] - c)
             bent.append(m[name] - ncl_at_gain(res, s, g, name, curve=True)[0])
             extra |= e
+        beyond = " †" if extra else ""
         out.append(f"| {label} | {','.join(map(str, seeds))} | {fmt(gains)} | {fmt(changes)} | "
-                   f"{fmt(ncls)}{' †' if extra else ''} | {fmt(diffs)}{verdict(diffs)} "
-                   f"| {fmt(bent)}{verdict(bent)} |")
+                   f"{fmt(ncls)}{beyond} | {fmt(diffs)}{verdict(diffs)} "
+                   f"| {fmt(bent)}{verdict(bent)}{beyond} |")
     return "\n".join(out) + "\n"
 
 
@@ -1005,18 +1011,26 @@ def verify_targets(out, items):
     and the first bad one stops the script with a message naming it."""
     if not items:
         sys.exit("--verify: name the runs to rerun as LABEL:SEED, say ncl:0 das:0")
-    targets = []
+    labels = [c[0] for c in P.cells]
+    targets, seen = [], set()
     for item in items:
         label, colon, seed = item.rpartition(":")
-        if not colon or not label or not seed.isdigit():
+        if not colon or not label or not re.fullmatch("[0-9]+", seed):
             sys.exit(f"--verify {item!r}: write LABEL:SEED, say ncl:0")
+        if label not in labels:
+            sys.exit(f"--verify {item}: no cell {label!r} in the {P.name} grid; "
+                     f"the cells: {', '.join(labels)}")
+        if (label, int(seed)) in seen:
+            continue  # one rerun per run: two would share a scratch folder
+        seen.add((label, int(seed)))
         run_dir = os.path.join(out, "runs", label, f"seed-{int(seed)}")
         try:
             with open(os.path.join(run_dir, "command.json")) as f:
                 cmd = json.load(f)["command"]  # paths relative to ROOT, where it runs
-            if cmd.index("--out") + 1 >= len(cmd):
-                raise ValueError("--out without its folder")
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            if (not isinstance(cmd, list) or not all(isinstance(c, str) for c in cmd)
+                    or cmd.index("--out") + 1 >= len(cmd)):
+                raise ValueError("not a command with --out and its folder")
+        except (OSError, ValueError, KeyError, TypeError):
             cmd = None
         unfinished = [n for n in ["results.json"] + P.requires
                       if not os.path.exists(os.path.join(run_dir, n))]

@@ -320,6 +320,30 @@ class Verify(unittest.TestCase):
             self.assertEqual(out, "", argv)  # nothing reran
         self.assertFalse(os.path.exists(os.path.join(self.out, "verify")))
 
+    def test_unknown_cells_and_odd_digits_are_refused(self):
+        code, _, msg = run_main("--out", self.out, "--verify", "nlc:0")
+        self.assertEqual(code, 1)
+        self.assertIn("no cell 'nlc' in the minilm grid; the cells: ncl, das,", msg)
+        code, _, msg = run_main("--out", self.out, "--verify", "/tmp/x:0")
+        self.assertIn("no cell '/tmp/x'", msg)
+        code, _, msg = run_main("--out", self.out, "--verify", "ncl:\u0663")
+        self.assertEqual(code, 1)
+        self.assertIn("write LABEL:SEED", msg)
+
+    def test_a_command_that_is_not_a_list_is_refused(self):
+        d = self.fake_run("ncl", 0, "{}")
+        with open(os.path.join(d, "command.json"), "w") as f:
+            json.dump({"command": "python3 fake.py --out x"}, f)
+        code, _, msg = run_main("--out", self.out, "--verify", "ncl:0")
+        self.assertEqual(code, 1)
+        self.assertIn("command.json missing, unreadable or without --out", msg)
+
+    def test_a_run_named_twice_reruns_once(self):
+        self.fake_run("ncl", 0, "{}")
+        code, out, _ = run_main("--out", self.out, "--verify", "ncl:0", "ncl:00")
+        self.assertEqual(code, 0)
+        self.assertEqual(out.count("ncl/seed-0/results.json: identical"), 1)
+
     def test_a_run_without_its_out_or_results_is_refused(self):
         d = os.path.join(self.out, "runs", "ncl", "seed-1")
         os.remove(os.path.join(d, "results.json"))
@@ -388,11 +412,10 @@ class Targeting(unittest.TestCase):
         self.assertAlmostEqual(q[hi], max(q[lo], p[hi]), places=3)
         self.assertIn(f"±{grid.EQUIVALENCE_MARGIN}", table)
 
-    def test_equal_gain_takes_out_what_learning_less_buys(self):
-        # NCL's three rates on change = gain² / 10. DAS and its permuted
-        # control both lie 0.05 below that curve, at gains 2 and 3: the raw
-        # difference is -0.5, at equal gain none. The uniform control lies
-        # 0.03 below it at 2.5: DAS beats it by 0.02 at equal gain.
+    def on_curve(self):
+        """NCL's three rates on change = gain² / 10 (the gains shifted by 0.01
+        a seed). DAS and its permuted control lie 0.05 below that curve, at
+        gains 2 and 3; the uniform control 0.03 below it at 2.5."""
         def run(label, seed, gain, change):
             r = fake_results(label, seed)
             r["matrix"]["base"] = [5.0, 4.0, 4.0]
@@ -403,9 +426,23 @@ class Targeting(unittest.TestCase):
         points = {"ncl-lr-5e-5": (1.0, 0.1), "ncl-lr-7e-5": (2.0, 0.4), "ncl": (3.0, 0.9),
                   "das": (2.0, 0.35), "das-permuted": (3.0, 0.85),
                   "das-uniform": (2.5, 0.595)}
-        res = {label: {s: run(label, s, g + 0.01 * s, c + (g + 0.01 * s) ** 2 / 10 - g * g / 10)
-                       for s in grid.SEEDS3}
-               for label, (g, c) in points.items()}
+        return {label: {s: run(label, s, g + 0.01 * s, c + (g + 0.01 * s) ** 2 / 10 - g * g / 10)
+                        for s in grid.SEEDS3}
+                for label, (g, c) in points.items()}
+
+    def test_the_parabola_column_reads_the_curve(self):
+        # The uniform control at 2.5: 0.03 below the curve, 0.055 below the
+        # straight line between NCL's points at 2 and 3 (0.65 against 0.625).
+        table = grid.equal_gain(self.on_curve())
+        row = next(line for line in table.splitlines() if line.startswith("| das-uniform |"))
+        cells = [c.strip() for c in row.split("|")]
+        self.assertEqual(cells[6], "-0.0550 ± 0.0000 *")
+        self.assertEqual(cells[7], "-0.0300 ± 0.0000 *")
+
+    def test_equal_gain_takes_out_what_learning_less_buys(self):
+        # The raw difference between DAS and its permuted control is -0.5, at
+        # equal gain none; DAS beats the uniform control by 0.02 at equal gain.
+        res = self.on_curve()
         table = grid.targeting_at_equal_gain(res)
         self.assertIn("| general change | das | das-permuted | 0,1,2 | +0.0000 |", table)
         self.assertIn("| general change | das | das-uniform | 0,1,2 | -0.0200 |", table)
