@@ -530,6 +530,17 @@ def report(out, res, base_secs):
     return "\n".join(lines) + "\n"
 
 
+def control_pairs(res):
+    """(figure, margin, unit, method, control) for each of the profile's
+    target figures and each method with results against each of its
+    controls with results: the comparisons the targeting tables make."""
+    for name, margin, unit in P.targets:
+        for label, _, _, controls in P.cells:
+            for other in (controls or ()):
+                if label in res and other in res:
+                    yield name, margin, unit, label, other
+
+
 def targeting(res):
     """Each method against its controls at equal damping, on each of the
     profile's target figures: the 95 % t interval of the paired difference,
@@ -537,14 +548,11 @@ def targeting(res):
     and whether the 90 % interval lies within that figure's equivalence
     margin (two one-sided tests at 5 %)."""
     rows = []
-    for name, margin, unit in P.targets:
-        for label, _, _, controls in P.cells:
-            for other in (controls or ()):
-                if label in res and other in res:
-                    diffs = paired(res, label, other, name)
-                    seeds = sorted(set(res[label]) & set(res[other]))
-                    rows.append((name, margin, label, other, seeds, diffs,
-                                 stats.paired_t(diffs), stats.paired_t(diffs, level=0.90)))
+    for name, margin, _, label, other in control_pairs(res):
+        diffs = paired(res, label, other, name)
+        seeds = sorted(set(res[label]) & set(res[other]))
+        rows.append((name, margin, label, other, seeds, diffs,
+                     stats.paired_t(diffs), stats.paired_t(diffs, level=0.90)))
     if not rows:
         return ""
     tested = [r[6][2] for r in rows if r[6] is not None]
@@ -591,28 +599,23 @@ def targeting_at_equal_gain(res):
            "| figure | method | control | seeds | difference | 95 % t interval | p |",
            "|---|---|---|---|---:|---|---:|"]
     rows = 0
-    for name, _, _ in P.targets:
-        for label, _, _, controls in P.cells:
-            for other in (controls or ()):
-                if label not in res or other not in res:
-                    continue
-                seeds = sorted(s for s in set(res[label]) & set(res[other])
-                               if all(s in res[c] for c in P.ncl_curve))
-                diffs, extra = [], False
-                for s in seeds:
-                    a, b = metrics(res[label][s][0]), metrics(res[other][s][0])
-                    na, ea = ncl_at_gain(res, s, total_gain(a), name, True)
-                    nb, eb = ncl_at_gain(res, s, total_gain(b), name, True)
-                    diffs.append(a[name] - na - b[name] + nb)
-                    extra |= ea or eb
-                t = stats.paired_t(diffs)
-                if t is None:
-                    continue
-                mean, (lo, hi), p = t
-                out.append(f"| {name} | {label} | {other} | {','.join(map(str, seeds))} | "
-                           f"{mean:+.4f}{' †' if extra else ''} | [{lo:+.4f}, {hi:+.4f}] | "
-                           f"{p:.3f} |")
-                rows += 1
+    for name, _, _, label, other in control_pairs(res):
+        seeds = sorted(s for s in set(res[label]) & set(res[other])
+                       if all(s in res[c] for c in P.ncl_curve))
+        diffs, extra = [], False
+        for s in seeds:
+            a, b = metrics(res[label][s][0]), metrics(res[other][s][0])
+            na, ea = ncl_at_gain(res, s, total_gain(a), name, True)
+            nb, eb = ncl_at_gain(res, s, total_gain(b), name, True)
+            diffs.append(a[name] - na - b[name] + nb)
+            extra |= ea or eb
+        t = stats.paired_t(diffs)
+        if t is None:
+            continue
+        mean, (lo, hi), p = t
+        out.append(f"| {name} | {label} | {other} | {','.join(map(str, seeds))} | "
+                   f"{mean:+.4f}{' †' if extra else ''} | [{lo:+.4f}, {hi:+.4f}] | {p:.3f} |")
+        rows += 1
     return "\n".join(out) + "\n" if rows else ""
 
 

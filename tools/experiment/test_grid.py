@@ -541,16 +541,7 @@ class SmolLM2(unittest.TestCase):
     def test_equal_gain_reads_the_segment_that_holds_the_gain(self):
         # NCL's four learning rates at total gains 1, 2, 3 and 4 with figures
         # 0.1, 0.2, 0.6 and 0.7: a gain of 2.5 lies on the middle segment.
-        res = {}
-        for label, gain, lost in [("ncl-lr-5e-5", 1.0, 0.1), ("ncl-lr-1e-4", 2.0, 0.2),
-                                  ("ncl-lr-2e-4", 3.0, 0.6), ("ncl", 4.0, 0.7)]:
-            r = fake_results(label, 0)
-            r["matrix"]["base"][1:] = [4.0, 4.0]
-            r["matrix"]["after"][0][1] = 4.0 - gain / 2
-            r["matrix"]["after"][1][2] = 4.0 - gain / 2
-            r["knowledge"] = fake_knowledge(label, 0)
-            r["knowledge"]["rows"][-1]["mean_margin"] = 2.0 - lost
-            res[label] = {0: (r, 60.0)}
+        res = self.ncl_points([0.1, 0.2, 0.6, 0.7])
         for gain, want, beyond in [(2.5, 0.4, False), (1.5, 0.15, False), (3.5, 0.65, False),
                                    (0.5, 0.05, True), (4.5, 0.75, True)]:
             got, extrapolated = grid.ncl_at_gain(res, 0, gain, "probe margin lost")
